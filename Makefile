@@ -1,0 +1,58 @@
+# tgrpo-bench: `make setup` then `make test`. See README.md.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+# Rendering: robosuite 1.4 forces EGL unless MUJOCO_GL is exactly osmesa or glx (PROTOCOL.md section 4).
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= egl
+# EGL (Mesa llvmpipe on CPU machines) for the simulator's offscreen renderer.
+APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libglvnd0
+
+.PHONY: setup apt venv test test-slow bench lint lock clean docker docker-smoke
+
+setup: apt venv
+
+apt:
+	@if ldconfig -p | grep -q libEGL_mesa.so.0 && ldconfig -p | grep -q 'libGL.so.1 '; then \
+	  echo "EGL libraries present"; \
+	else \
+	  echo "installing EGL libraries: $(APT_PACKAGES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+venv:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+
+test:
+	$(VENV)/bin/hadolint --failure-threshold error docker/Dockerfile
+	$(VENV)/bin/pytest -m "not slow and not gpu and not docker" -q
+
+test-slow:
+	$(VENV)/bin/pytest -m "slow" -q
+
+# Speed targets are benchmarks, never timed tests; reports land in results/bench/ (copy figures into docs/).
+bench:
+	$(VENV)/bin/tgrpo-bench profile --out results/bench/kernels
+	$(PY) -m bench.benchmarks.rollout_overhead --out results/bench/rollout
+
+# Container: build the CPU image (local Debian base here), then run a 1-episode eval inside it.
+docker:
+	$(PY) -m bench.container build
+
+docker-smoke:
+	$(PY) -m bench.container smoke
+
+lint:
+	$(VENV)/bin/ruff check tgrpo bench baselines tests
+
+# Regenerate the single pin file after changing pyproject.toml's dependencies.
+lock:
+	{ echo "# The whole pinned stack (Python 3.11, x86_64). Regenerate with 'make lock' after changing pyproject.toml."; \
+	  echo "# torch: the CPU wheel is 2.13.0+cpu; the pin omits the local label so a CUDA 2.13.0 build also satisfies it."; \
+	  $(PIP) freeze --exclude-editable | grep -v '^tgrpo-bench' | sed 's/^torch==2.13.0+cpu/torch==2.13.0/'; } > constraints.txt
+
+clean:
+	rm -rf .pytest_cache .benchmarks build *.egg-info

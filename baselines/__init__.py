@@ -1,0 +1,1 @@
+"""Baseline methods (SFT, DPO, GRPO, ...) built on the same kernels as TGRPO."""

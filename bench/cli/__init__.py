@@ -1,0 +1,49 @@
+"""`tgrpo-bench` console script: one module per verb, imported only when its verb runs.
+
+Each verb module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+Errors the user can fix (unknown suite, bad task id, unwritable directory, ...) raise
+:class:`UsageError`; they print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+VERBS: dict[str, tuple[str, str]] = {
+    "eval": ("bench.cli.eval", "evaluate a policy on LIBERO under the pinned protocol"),
+    "profile": ("bench.cli.profile", "time the advantage and loss kernels"),
+}
+
+
+class UsageError(ValueError):
+    """Bad input from the user: reported as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tgrpo-bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb, (module_name, help_text) in VERBS.items():
+        verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
+        verb_parser.set_defaults(_module=module_name)
+        importlib.import_module(module_name).add_arguments(verb_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except UsageError as err:
+        print(f"tgrpo-bench {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tgrpo-bench {args.verb}: interrupted; finished results are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

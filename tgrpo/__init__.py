@@ -1,0 +1,1 @@
+"""TGRPO: the method, the LIBERO environment layer and the policies."""
