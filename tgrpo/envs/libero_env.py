@@ -16,10 +16,6 @@ from tgrpo.envs.observation import ObsConfig, preprocess_frame
 from tgrpo.envs.privileged import PrivilegedLayout, build_layout, read_privileged
 from tgrpo.envs.protocol import OPENVLA_PROTOCOL, Protocol, resolve_suite
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-if os.environ["MUJOCO_GL"] == "egl":
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-
 
 @dataclass(frozen=True)
 class TaskInfo:

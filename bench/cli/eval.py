@@ -1,0 +1,81 @@
+"""`tgrpo-bench eval`: success rates of a policy on LIBERO tasks under the pinned protocol."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.cli import UsageError
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip() != ""]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", required=True, help="registered policy name (zero, random, ...)")
+    parser.add_argument("--checkpoint", default=None, help="checkpoint path for policies that load one")
+    parser.add_argument("--suite", required=True, help="libero_spatial|libero_object|libero_goal|libero_10 "
+                        "or spatial|object|goal|long")
+    parser.add_argument("--tasks", type=_int_list, default=None, help="task ids, e.g. 0,3 (default: all 10)")
+    parser.add_argument("--episodes", type=int, default=50, help="first N official init states per task (max 50)")
+    parser.add_argument("--episode-ids", type=_int_list, default=None, help="explicit init state indices 0..49")
+    parser.add_argument("--obs", choices=("image", "state"), default="image", help="observation mode")
+    parser.add_argument("--center-crop", action="store_true", help="90%% center crop (released checkpoints)")
+    parser.add_argument("--wrist", action="store_true", help="also render the wrist camera")
+    parser.add_argument("--fast-render", action="store_true", help="MSAA and reflections off (different images)")
+    parser.add_argument("--episode-start", choices=("reset", "restore"), default="reset",
+                        help="reset: OpenVLA's env.reset()+set_init_state; restore: clean-up + set_init_state")
+    parser.add_argument("--workers", type=int, default=2, help="simulator worker processes (2 per 2 cores)")
+    parser.add_argument("--seed", type=int, default=0, help="policy seed (sampling policies)")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default results/eval/...)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _request(args):
+    from bench.evaluate import EvalRequest
+    from tgrpo.envs.observation import ObsConfig
+    from tgrpo.envs.protocol import (
+        TASKS_PER_SUITE, Protocol, check_episode_ids, check_task_ids, resolve_suite,
+    )
+
+    try:
+        suite = resolve_suite(args.suite)
+        tasks = check_task_ids(args.tasks if args.tasks is not None else list(range(TASKS_PER_SUITE)))
+        if args.episode_ids is not None:
+            episodes = check_episode_ids(args.episode_ids)
+        else:
+            if args.episodes < 1:
+                raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
+            episodes = check_episode_ids(list(range(args.episodes)))
+        if args.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {args.workers}")
+        obs = ObsConfig(mode=args.obs, center_crop=args.center_crop, wrist=args.wrist, fast_render=args.fast_render)
+        protocol = Protocol(episode_start=args.episode_start)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    out = args.out or Path("results/eval") / f"{args.policy}_{suite}_{args.obs}"
+    return EvalRequest(suite, tuple(tasks), tuple(episodes), obs, out, protocol, args.workers, args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.evaluate import evaluate
+    from bench.results import OutputNotWritable, RunMismatch, summary_table
+    from tgrpo.policies import make_policy
+
+    request = _request(args)
+    try:
+        policy = make_policy(args.policy, seed=args.seed, checkpoint=args.checkpoint)
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from err
+    try:
+        summary = evaluate(request, policy, progress=not args.no_progress)
+    except (OutputNotWritable, RunMismatch) as err:
+        raise UsageError(str(err)) from err
+    print(summary_table(summary))
+    print(f"rows: {request.out_dir / 'episodes.jsonl'}", file=sys.stderr)
+    return 0
