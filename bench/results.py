@@ -65,6 +65,7 @@ class ResultStore:
     def begin(self, config: dict) -> list[dict]:
         """Start or resume a run of `config`; returns the rows already finished."""
         self.check_writable()
+        config = json.loads(json.dumps(config, sort_keys=True))  # compare as stored (tuples become lists)
         if self.run_path.exists():
             previous = json.loads(self.run_path.read_text())
             if previous != config:

@@ -121,11 +121,14 @@ class LiberoEnv:
     def get_sim_state(self) -> np.ndarray:
         return np.asarray(self._env.get_sim_state()).copy()
 
+    def get_privileged(self) -> np.ndarray:
+        return read_privileged(self.sim_env, self.layout)
+
     def close(self) -> None:
         self._env.close()
 
     def _observe(self, raw: dict) -> dict[str, np.ndarray]:
-        privileged = read_privileged(self.sim_env, self.layout)
+        privileged = self.get_privileged()
         out = {"state": self._state_vector(privileged), "privileged": privileged}
         if self.obs_cfg.renders:
             out["image"] = preprocess_frame(raw["agentview_image"], self.obs_cfg)

@@ -102,20 +102,21 @@ class EnvWorker:
         try:
             self._conn.send((command, payload))
         except (BrokenPipeError, ConnectionResetError, OSError) as err:
-            raise WorkerCrashed(f"worker {self.index} (pid {self.pid}) is gone: {err}") from err
+            raise WorkerCrashed(f"worker {self.index} (pid {self.pid}) crashed: pipe broken ({err})") from err
 
     def receive(self, timeout_s: float | None = None):
         """Wait for the reply to the last command; WorkerCrashed if the process dies or times out."""
-        deadline = time.monotonic() + (timeout_s or self.step_timeout_s)
+        limit = timeout_s or self.step_timeout_s
+        deadline = time.monotonic() + limit
         while not self._conn.poll(0.2):
             if not self.process.is_alive():
-                raise WorkerCrashed(f"worker {self.index} (pid {self.pid}) died with exit code {self.process.exitcode}")
+                raise WorkerCrashed(f"worker {self.index} (pid {self.pid}) crashed: exit code {self.process.exitcode}")
             if time.monotonic() > deadline:
-                raise WorkerCrashed(f"worker {self.index} (pid {self.pid}) did not answer within {timeout_s}s")
+                raise WorkerCrashed(f"worker {self.index} (pid {self.pid}) crashed: no answer within {limit:.0f}s")
         try:
             status, result = self._conn.recv()
         except (EOFError, ConnectionResetError, OSError) as err:
-            raise WorkerCrashed(f"worker {self.index} (pid {self.pid}) closed its pipe: {err}") from err
+            raise WorkerCrashed(f"worker {self.index} (pid {self.pid}) crashed: pipe closed ({err})") from err
         if status == "error":
             raise WorkerError(result)
         return result
