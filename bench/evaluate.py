@@ -115,7 +115,7 @@ def _start_episodes(pool, request, policy, todo, idle, init_states, running, rec
             continue
         run.obs = outcome
         running[i] = run
-        policy.begin_episode(i, run.instruction, (t, k))
+        policy.begin_episode(i, run.instruction, (t, k), info["layout"])
 
 
 def _step_all(pool, policy, running, record) -> None:

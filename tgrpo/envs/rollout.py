@@ -88,7 +88,7 @@ def group_rollout(
             errors[i] = f"episode start failed: {result}"
         else:
             current[i] = result
-            policy.begin_episode(i, info["instruction"], (*episode_key, i))
+            policy.begin_episode(i, info["instruction"], (*episode_key, i), info["layout"])
     if not current:
         raise RuntimeError(f"no trajectory of the group could start: {errors}")
 

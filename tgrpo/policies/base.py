@@ -33,9 +33,12 @@ class Policy:
     name: str = "base"
     obs_mode: str | None = None  # "image" or "state" when the policy needs one, None when it reads nothing
 
-    def begin_episode(self, slot: int, instruction: str, episode_key: tuple = ()) -> None:
-        """A new episode starts in env slot `slot`; `episode_key` identifies it (e.g. (task, episode)) so a
-        seeded policy can act the same however episodes are spread over workers."""
+    def begin_episode(self, slot: int, instruction: str, episode_key: tuple = (), layout=None) -> None:
+        """A new episode starts in env slot `slot`.
+
+        episode_key identifies it (e.g. (task, episode)) so a seeded policy acts the same however episodes are
+        spread over workers; layout is the task's PrivilegedLayout, for policies that read privileged state.
+        """
 
     def act(
         self,

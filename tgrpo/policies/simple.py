@@ -31,7 +31,7 @@ class RandomPolicy(Policy):
         self.seed = seed
         self._rngs: dict[int, np.random.Generator] = {}
 
-    def begin_episode(self, slot: int, instruction: str, episode_key: tuple = ()) -> None:
+    def begin_episode(self, slot: int, instruction: str, episode_key: tuple = (), layout=None) -> None:
         self._rngs[slot] = np.random.default_rng([self.seed, *episode_key])
 
     def act(self, obs, instructions, slots, mode="greedy", temperature=1.0) -> PolicyOutput:
