@@ -75,7 +75,7 @@ class LiberoEnv:
             controller=protocol.controller,
         )
         if obs.renders and obs.fast_render:
-            self._install_fast_render()
+            install_fast_render(self._env.env, obs.camera_resolution)
             self._env.reset()  # rebuild once so the first render context already has the fast settings
         self._env.seed(protocol.env_seed)
         self.layout: PrivilegedLayout = build_layout(self._env.env)
@@ -161,18 +161,18 @@ class LiberoEnv:
         for robot in env.robots:
             robot.gripper.current_action = np.zeros(robot.gripper.dof)  # the gripper integrates its commands
 
-    def _install_fast_render(self) -> None:
-        """MSAA off, reflections off, offscreen buffer at camera size, applied on every model (re)build."""
-        env = self.sim_env
-        original = env._initialize_sim
-        size = self.obs_cfg.camera_resolution
 
-        def initialize_sim(xml_string=None):
-            original(xml_string)
-            model = env.sim.model._model
-            model.vis.quality.offsamples = 0
-            model.vis.global_.offwidth = size
-            model.vis.global_.offheight = size
-            model.mat_reflectance[:] = 0.0
+def install_fast_render(env, size: int) -> None:
+    """MSAA off, reflections off, offscreen buffer at camera size, on every later model (re)build of `env`
+    (a robosuite env); takes effect from the next `reset()`."""
+    original = env._initialize_sim
 
-        env._initialize_sim = initialize_sim
+    def initialize_sim(xml_string=None):
+        original(xml_string)
+        model = env.sim.model._model
+        model.vis.quality.offsamples = 0
+        model.vis.global_.offwidth = size
+        model.vis.global_.offheight = size
+        model.mat_reflectance[:] = 0.0
+
+    env._initialize_sim = initialize_sim

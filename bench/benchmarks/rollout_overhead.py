@@ -1,0 +1,138 @@
+"""Benchmark: env-steps/s of our lock-step group rollout against LIBERO's own SubprocVectorEnv, same settings.
+
+Both sides step 2 envs of the same task from the same official init state with the same action sequence:
+restore the state, 10 wait steps, then `steps` actions. Ours adds the protocol's per-step work (image
+preprocessing, privileged state, the policy call). Reported as a ratio measured in the same run.
+
+    python -m bench.benchmarks.rollout_overhead --out results/bench/rollout
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tgrpo.envs.observation import ObsConfig
+from tgrpo.policies.base import Policy, PolicyOutput
+
+SETTINGS = {
+    "state": ObsConfig(mode="state"),
+    "image-1cam": ObsConfig(mode="image"),
+    "image-2cam": ObsConfig(mode="image", wrist=True),
+    "image-1cam-fast": ObsConfig(mode="image", fast_render=True),
+}
+
+
+class ReplayPolicy(Policy):
+    """Plays a fixed action sequence (the same one the baseline plays)."""
+
+    name = "replay"
+
+    def __init__(self, actions: np.ndarray):
+        self.actions, self.t = actions, 0
+
+    def act(self, obs, instructions, slots, mode="greedy", temperature=1.0) -> PolicyOutput:
+        out = np.repeat(self.actions[self.t][None], len(slots), axis=0)
+        self.t += 1
+        return PolicyOutput(out)
+
+
+def _ours(obs: ObsConfig, state: np.ndarray, actions: np.ndarray, repeats: int) -> list[float]:
+    from tgrpo.envs.protocol import Protocol
+    from tgrpo.envs.rollout import group_rollout
+    from tgrpo.envs.workers import EnvSpec, WorkerPool
+
+    spec = EnvSpec("libero_object", 0, obs, Protocol(episode_start="restore"))
+    rates = []
+    with WorkerPool(2) as pool:
+        pool.ensure_many({0: spec, 1: spec})
+        for _ in range(repeats):
+            start = time.perf_counter()
+            r = group_rollout(pool, spec, ReplayPolicy(actions), state, stop_rule="independent",
+                              max_steps=len(actions))
+            elapsed = time.perf_counter() - start
+            rates.append(2 * (int(r.length.max()) + 10) / elapsed)
+    return rates
+
+
+def _make_env(obs: ObsConfig):
+    def build():
+        from libero.libero.envs.env_wrapper import ControlEnv
+
+        from tgrpo.envs.libero_env import install_fast_render, task_info
+
+        env = ControlEnv(
+            bddl_file_name=task_info("libero_object", 0).bddl_file, has_offscreen_renderer=obs.renders,
+            use_camera_obs=obs.renders, camera_names=obs.camera_names,
+            camera_heights=obs.camera_resolution, camera_widths=obs.camera_resolution,
+        )
+        if obs.fast_render:  # the same settings as our fast mode; the venv's reset() rebuilds with them
+            install_fast_render(env.env, obs.camera_resolution)
+        env.seed(0)
+        return env
+
+    return build
+
+
+def _baseline(obs: ObsConfig, state: np.ndarray, actions: np.ndarray, repeats: int) -> list[float]:
+    from libero.libero.envs.venv import SubprocVectorEnv
+
+    venv = SubprocVectorEnv([_make_env(obs), _make_env(obs)])
+    wait = np.tile(np.array([0, 0, 0, 0, 0, 0, -1.0]), (2, 1))
+    rates = []
+    try:
+        venv.reset()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            venv.set_init_state(np.stack([state, state]))
+            for _ in range(10):
+                venv.step(wait)
+            for a in actions:
+                venv.step(np.stack([a, a]))
+            rates.append(2 * (len(actions) + 10) / (time.perf_counter() - start))
+    finally:
+        venv.close()
+    return rates
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("results/bench/rollout"))
+    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"subset of {','.join(SETTINGS)}")
+    parser.add_argument("--state-steps", type=int, default=200)
+    parser.add_argument("--image-steps", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    from bench.provenance import provenance
+    from tgrpo.envs.libero_env import official_init_states
+
+    state = official_init_states("libero_object", 0)[0]
+    rows = []
+    for name in args.settings.split(","):
+        obs = SETTINGS[name]
+        steps = args.state_steps if obs.mode == "state" else args.image_steps
+        actions = np.random.default_rng(0).uniform(-0.3, 0.3, (steps, 7))
+        actions[:, 6] = -1.0
+        base = _baseline(obs, state, actions, args.repeats)
+        ours = _ours(obs, state, actions, args.repeats)
+        row = {"setting": name, "steps": steps, "repeats": args.repeats,
+               "baseline_steps_per_s": statistics.median(base), "ours_steps_per_s": statistics.median(ours),
+               "baseline_all": base, "ours_all": ours}
+        row["overhead_pct"] = 100 * (row["baseline_steps_per_s"] / row["ours_steps_per_s"] - 1)
+        rows.append(row)
+        print(f"{name:16s} baseline {row['baseline_steps_per_s']:7.1f}  ours {row['ours_steps_per_s']:7.1f} "
+              f"env-steps/s  overhead {row['overhead_pct']:+.1f}%", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"benchmark": "rollout_overhead", "workers": 2, "rows": rows, "provenance": provenance()}
+    (args.out / "rollout_overhead.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
