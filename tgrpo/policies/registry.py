@@ -19,7 +19,15 @@ def _random(seed: int = 0, **_) -> Policy:
     return RandomPolicy(seed=seed)
 
 
-_FACTORIES: dict[str, Callable[..., Policy]] = {"zero": _zero, "random": _random}
+def _tiny(checkpoint: str | None = None, **_) -> Policy:
+    from tgrpo.policies.tiny import TinyPolicy
+
+    if checkpoint is None:
+        raise ValueError("policy 'tiny' needs --checkpoint DIR (written by `tgrpo-bench train`)")
+    return TinyPolicy.load(checkpoint)
+
+
+_FACTORIES: dict[str, Callable[..., Policy]] = {"zero": _zero, "random": _random, "tiny": _tiny}
 POLICY_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 
 
