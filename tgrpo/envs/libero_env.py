@@ -114,6 +114,16 @@ class LiberoEnv:
         self.finished = bool(done) or self.steps >= self.max_steps
         return self._observe(raw), bool(done)
 
+    def sample_init_state(self, seed: int) -> np.ndarray:
+        """A fresh placement: LIBERO's own region samplers (global NumPy RNG, seeded here) via `reset()`.
+
+        Training starts from these, never from the 50 official evaluation states.
+        """
+        self._env.seed(seed)
+        self._env.reset()
+        self.finished = True
+        return self.get_sim_state()
+
     def set_sim_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
         """Overwrite the MuJoCo state mid-episode (tests and expert tooling); returns the new observation."""
         return self._observe(self._env.regenerate_obs_from_state(np.asarray(state, dtype=np.float64)))
