@@ -139,19 +139,12 @@ class LiberoEnv:
 
     def _observe(self, raw: dict) -> dict[str, np.ndarray]:
         privileged = self.get_privileged()
-        out = {"state": self._state_vector(privileged), "privileged": privileged}
+        out = {"state": self.layout.state_vector(privileged), "privileged": privileged}
         if self.obs_cfg.renders:
             out["image"] = preprocess_frame(raw["agentview_image"], self.obs_cfg)
             if self.obs_cfg.wrist:
                 out["wrist"] = preprocess_frame(raw["robot0_eye_in_hand_image"], self.obs_cfg)
         return out
-
-    def _state_vector(self, privileged: np.ndarray) -> np.ndarray:
-        """Proprioception, then pose of every movable object and fixture, then articulated joints. float32."""
-        parts = [self.layout.get(privileged, k) for k in ("eef_pos", "eef_quat", "gripper_qpos")]
-        parts += [self.layout.get(privileged, f"pose/{name}") for name in self.layout.movable]
-        parts += [self.layout.get(privileged, k) for k in self.layout.slices if k.startswith("joint/")]
-        return np.concatenate(parts).astype(np.float32)
 
     def _clean_internal_state(self) -> None:
         """Make repeated episodes in one process bit-identical (docs/protocol.md, 'determinism').

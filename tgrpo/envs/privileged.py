@@ -49,6 +49,18 @@ class PrivilegedLayout:
         start, stop = self.slices[name]
         return vector[..., start:stop]
 
+    @classmethod
+    def from_dict(cls, d: dict) -> PrivilegedLayout:
+        return cls({k: tuple(v) for k, v in d["slices"].items()}, tuple(tuple(g) for g in d["goal_literals"]),
+                   tuple(d["entities"]), tuple(d["movable"]))
+
+    def state_vector(self, privileged: np.ndarray) -> np.ndarray:
+        """The `state` observation from privileged arrays [..., D] -> [..., S] float32: end-effector position and
+        quaternion, finger joints, pose of every movable object (not fixtures or regions), articulated joints."""
+        keys = ["eef_pos", "eef_quat", "gripper_qpos"] + [f"pose/{name}" for name in self.movable]
+        keys += [k for k in self.slices if k.startswith("joint/")]
+        return np.concatenate([self.get(privileged, k) for k in keys], axis=-1).astype(np.float32)
+
     def to_dict(self) -> dict:
         return {
             "slices": {k: list(v) for k, v in self.slices.items()},
