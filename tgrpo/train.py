@@ -138,8 +138,19 @@ class Trainer:
         return read_metrics(self.out)
 
     def iterate(self, pool: WorkerPool) -> dict:
-        cfg, it = self.cfg, self.iteration
-        seed = cfg.train_seed_base + cfg.seed * 100_003 + it
+        """One iteration: collect a group, then learn from it. Returns the iteration's metrics."""
+        seed = self.iteration_seed()
+        group = self.collect(pool, seed)
+        losses = self.learn(group, seed)
+        self.iteration += 1
+        return {"iteration": self.iteration, "train_seed": seed, **group_metrics(group), **losses}
+
+    def iteration_seed(self) -> int:
+        return self.cfg.train_seed_base + self.cfg.seed * 100_003 + self.iteration
+
+    def collect(self, pool: WorkerPool, seed: int) -> dict:
+        """Fresh placement -> group rollout -> rewards [N, M] -> advantages [N, M]."""
+        cfg = self.cfg
         torch.manual_seed(seed)
         built = pool.ensure_many({0: self.spec})[0]
         if isinstance(built, Exception):
@@ -147,25 +158,32 @@ class Trainer:
         init_state = pool.workers[0].call("sample_init_state", seed)
         rollout = group_rollout(pool, self.spec, self.policy, init_state, stop_rule="group",
                                 max_steps=cfg.max_steps, mode="sample", temperature=cfg.temperature,
-                                episode_key=(it,))
+                                episode_key=(self.iteration,))
         rewards = rollout_rewards(cfg, rollout, (cfg.suite, cfg.task_id))
         mask = torch.from_numpy(rollout.mask)
         advantages = compute_advantage(torch.from_numpy(rewards), mask, cfg.advantage_config())
-        rows = flatten_steps(rollout, advantages)
+        return {"rollout": rollout, "rewards": rewards, "advantages": advantages}
+
+    def learn(self, group: dict, seed: int) -> dict:
+        """K epochs of clipped-surrogate + k3-KL updates on the group's valid steps."""
+        rows = flatten_steps(group["rollout"], group["advantages"])
         ref_logp = reference_logprobs(self.policy, rows)
-        losses = update(self.policy, self.optimizer, rows, ref_logp, cfg, np.random.default_rng(seed))
-        self.iteration += 1
-        returns = (rewards * rollout.mask).sum(axis=1)
-        valid_adv = advantages[mask]
-        return {
-            "iteration": self.iteration, "train_seed": seed,
-            "rollout/success_rate": float(rollout.success.mean()), "rollout/length_mean": float(rollout.length.mean()),
-            "rollout/return_mean": float(returns.mean()), "rollout/return_std": float(returns.std()),
-            "rollout/errors": sum(e is not None for e in rollout.errors),
-            "advantage/mean": float(valid_adv.mean()), "advantage/std": float(valid_adv.std()),
-            "advantage/abs_max": float(valid_adv.abs().max()),
-            **{f"loss/{k}": v for k, v in losses.items()},
-        }
+        losses = update(self.policy, self.optimizer, rows, ref_logp, self.cfg, np.random.default_rng(seed))
+        return {f"loss/{k}": v for k, v in losses.items()}
+
+
+def group_metrics(group: dict) -> dict:
+    """Stable metric names of one collected group."""
+    rollout, rewards, advantages = group["rollout"], group["rewards"], group["advantages"]
+    returns = (rewards * rollout.mask).sum(axis=1)
+    valid = advantages[torch.from_numpy(rollout.mask)]
+    return {
+        "rollout/success_rate": float(rollout.success.mean()), "rollout/length_mean": float(rollout.length.mean()),
+        "rollout/return_mean": float(returns.mean()), "rollout/return_std": float(returns.std()),
+        "rollout/errors": sum(e is not None for e in rollout.errors),
+        "advantage/mean": float(valid.mean()), "advantage/std": float(valid.std()),
+        "advantage/abs_max": float(valid.abs().max()),
+    }
 
 
 def read_metrics(out: Path) -> list[dict]:
