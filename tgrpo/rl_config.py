@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tgrpo.advantages import AdvantageConfig
 from tgrpo.losses import LossConfig
+from tgrpo.rewards.reward import RewardConfig
 
 PROFILES = ("smoke", "small", "paper")
 
@@ -59,7 +60,7 @@ class RLConfig:
     lora_rank: int = 32
     lora_alpha: int = 16
     loss: LossConfig = field(default_factory=LossConfig)
-    reward_weights: dict = field(default_factory=dict)
+    reward_config: RewardConfig = field(default_factory=RewardConfig)
     episode_start: str = "restore"
     seed: int = 0
     train_seed_base: int = 1_000_000
@@ -86,7 +87,7 @@ class RLConfig:
         return METHODS[self.method][0]
 
     @property
-    def reward(self) -> str:
+    def reward_kind(self) -> str:
         return METHODS[self.method][1]
 
     def advantage_config(self) -> AdvantageConfig:

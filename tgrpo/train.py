@@ -23,20 +23,6 @@ from tgrpo.policies.tiny import TinyPolicy, add_lora
 from tgrpo.rl_config import RLConfig
 
 
-def sparse_rewards(rollout: GroupRollout) -> np.ndarray:
-    """Standard GRPO's reward: 1 on the step LIBERO reports success, else 0. [N, M]."""
-    return rollout.done.astype(np.float64) * rollout.mask
-
-
-def rollout_rewards(cfg: RLConfig, rollout: GroupRollout, task: tuple[str, int]) -> np.ndarray:
-    """Per-step rewards [N, M] of the method's reward kind."""
-    if cfg.reward == "sparse":
-        return sparse_rewards(rollout)
-    from tgrpo.rewards import dense_rewards
-
-    return dense_rewards(rollout, task[0], task[1], **cfg.reward_weights)
-
-
 def flatten_steps(rollout: GroupRollout, advantages: torch.Tensor) -> dict:
     """Valid steps of the group as rows: obs, tokens [B, 7], behaviour log-probs [B, 7], advantages [B], and the
     trajectory each row belongs to (seq_index [B]) for the paper's per-trajectory aggregation."""
@@ -87,9 +73,11 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)  # LoRA's A matrices are initialised randomly
         self.policy = add_lora(TinyPolicy.load(cfg.init_checkpoint), cfg.lora_rank, cfg.lora_alpha)
         self.optimizer = torch.optim.AdamW([p for p in self.policy.model.parameters() if p.requires_grad], lr=cfg.lr)
         self.iteration = 0
+        self._reward = None
         protocol = Protocol(episode_start=cfg.episode_start)
         self.spec = EnvSpec(cfg.suite, cfg.task_id, ObsConfig(mode=self.policy.cfg.variant), protocol)
         self._resume()
@@ -159,10 +147,20 @@ class Trainer:
         rollout = group_rollout(pool, self.spec, self.policy, init_state, stop_rule="group",
                                 max_steps=cfg.max_steps, mode="sample", temperature=cfg.temperature,
                                 episode_key=(self.iteration,))
-        rewards = rollout_rewards(cfg, rollout, (cfg.suite, cfg.task_id))
+        rewards = self.rewards(rollout)
         mask = torch.from_numpy(rollout.mask)
         advantages = compute_advantage(torch.from_numpy(rewards), mask, cfg.advantage_config())
         return {"rollout": rollout, "rewards": rewards, "advantages": advantages}
+
+    def rewards(self, rollout: GroupRollout) -> np.ndarray:
+        """Per-step rewards [N, M]: the sparse 0/1 success (GRPO) or the task's dense stage reward (TGRPO)."""
+        from tgrpo.rewards import load_task_reward, sparse_rewards
+
+        if self.cfg.reward_kind == "sparse":
+            return sparse_rewards(rollout.done, rollout.mask)
+        if self._reward is None:
+            self._reward = load_task_reward(self.cfg.suite, self.cfg.task_id, rollout.layout)
+        return self._reward.rewards(rollout.privileged, rollout.done, rollout.mask, self.cfg.reward_config)
 
     def learn(self, group: dict, seed: int) -> dict:
         """K epochs of clipped-surrogate + k3-KL updates on the group's valid steps."""

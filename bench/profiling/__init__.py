@@ -1,0 +1,1 @@
+"""Kernel profiler behind ``tgrpo-bench profile``: a shape grid, timed per implementation, reported."""

@@ -1,0 +1,239 @@
+"""TGRPO advantages: group z-scores of per-step rewards at two levels (paper Eq. 2-4).
+
+All functions take rewards shaped ``[..., N, M]``: any leading group dims, then N trajectories of M steps
+rolled out from one initial state. They return a tensor of the same shape.
+
+Rules shared by every estimator (see docs/algorithm.md):
+
+* z-score ``(x - mean) / (std + eps)`` over the valid members of a group, std with ``1/(n - ddof)``;
+* a group with fewer than two valid members, or whose valid values are all exactly equal (std 0),
+  gives exactly 0;
+* with ``mask`` (bool or 0/1, same shape; nonzero = valid) padded steps take part in no statistic, a
+  trajectory's return sums only its valid steps, a trajectory with no valid step is not a group member,
+  and every padded step gets advantage 0;
+* NaN or inf at a valid position raises ``ValueError`` (padded positions are never read).
+
+Floating inputs keep their dtype (at least float32); integer or bool rewards are computed in float32.
+On CUDA the fused estimator runs as one Triton kernel (:mod:`tgrpo.kernels.advantage`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Backend = Literal["auto", "torch", "triton"]
+AdvantageFn = Callable[["torch.Tensor", "torch.Tensor | None", "AdvantageConfig"], torch.Tensor]
+
+_REGISTRY: dict[str, AdvantageFn] = {}
+
+
+@dataclass(frozen=True)
+class AdvantageConfig:
+    """Free choices of the advantage estimator (defaults and reasons: docs/algorithm.md)."""
+
+    estimator: str = "tgrpo"
+    a1: float = 0.3
+    a2: float = 0.7
+    eps: float = 1e-6
+    unbiased: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("a1", "a2", "eps"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"AdvantageConfig.{name} must be finite and >= 0, got {value}")
+        if self.a1 == 0 and self.a2 == 0:
+            raise ValueError("AdvantageConfig: a1 and a2 cannot both be 0")
+        if self.estimator not in _REGISTRY:
+            raise ValueError(f"unknown advantage estimator {self.estimator!r}; known: {sorted(_REGISTRY)}")
+
+    @property
+    def ddof(self) -> int:
+        return 1 if self.unbiased else 0
+
+
+def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
+    """Decorator: register ``fn(rewards, mask, config) -> advantages`` under ``name``."""
+
+    def decorator(fn: AdvantageFn) -> AdvantageFn:
+        if name in _REGISTRY:
+            raise ValueError(f"advantage estimator {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return decorator
+
+
+def get_advantage_fn(name: str) -> AdvantageFn:
+    """The estimator registered under ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown advantage estimator {name!r}; known: {sorted(_REGISTRY)}") from None
+
+
+def advantage_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def compute_advantage(
+    rewards: torch.Tensor, mask: torch.Tensor | None = None, config: AdvantageConfig | None = None
+) -> torch.Tensor:
+    """Advantages ``[..., N, M]`` by the estimator ``config.estimator``."""
+    config = config or AdvantageConfig()
+    return get_advantage_fn(config.estimator)(rewards, mask, config)
+
+
+def step_advantage(
+    rewards: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    eps: float = AdvantageConfig.eps,
+    unbiased: bool = AdvantageConfig.unbiased,
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    """``A_step[..., i, t]``: z-score of ``rewards[..., i, t]`` across the N trajectories at step t.
+
+    rewards, mask: ``[..., N, M]`` -> ``[..., N, M]``.
+    """
+    return tgrpo_advantage(rewards, 1.0, 0.0, mask, eps, unbiased, backend)
+
+
+def trajectory_advantage(
+    rewards: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    eps: float = AdvantageConfig.eps,
+    unbiased: bool = AdvantageConfig.unbiased,
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    """``A_traj[..., i]``: z-score of the returns ``sum_t rewards[..., i, t]``, broadcast over valid steps.
+
+    rewards, mask: ``[..., N, M]`` -> ``[..., N, M]``.
+    """
+    return tgrpo_advantage(rewards, 0.0, 1.0, mask, eps, unbiased, backend)
+
+
+def tgrpo_advantage(
+    rewards: torch.Tensor,
+    a1: float = AdvantageConfig.a1,
+    a2: float = AdvantageConfig.a2,
+    mask: torch.Tensor | None = None,
+    eps: float = AdvantageConfig.eps,
+    unbiased: bool = AdvantageConfig.unbiased,
+    backend: Backend = "auto",
+) -> torch.Tensor:
+    """``Adv = a1 * A_step + a2 * A_traj`` (paper Eq. 4), computed in one pass.
+
+    rewards, mask: ``[..., N, M]`` -> ``[..., N, M]``. ``backend="auto"`` picks Triton for CUDA tensors
+    when it is installed, torch otherwise; both give the same result up to float rounding.
+    """
+    AdvantageConfig(a1=a1, a2=a2, eps=eps, unbiased=unbiased)  # validates the arguments
+    x, valid = _prepare(rewards, mask)
+    ddof = 1 if unbiased else 0
+    if _use_triton(backend, x):
+        from tgrpo.kernels.advantage import tgrpo_advantage_triton
+
+        out, suspect = tgrpo_advantage_triton(x, valid, a1, a2, eps, ddof)
+    else:
+        out, suspect = tgrpo_advantage_torch(x, valid, a1, a2, eps, ddof)
+    if bool(suspect) and bool((~torch.isfinite(x) if valid is None else valid & ~torch.isfinite(x)).any()):
+        raise ValueError("rewards contain NaN or inf at valid positions")
+    return out
+
+
+def tgrpo_advantage_torch(
+    x: torch.Tensor, valid: torch.Tensor | None, a1: float, a2: float, eps: float, ddof: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager torch version on ``_prepare``d input: ``(advantages [..., N, M], suspect [] bool)``.
+
+    ``suspect`` is set when a trajectory return is not finite: a NaN or inf reward, or an overflow.
+    """
+    if valid is not None:
+        x = torch.where(valid, x, 0.0)
+    returns = x.sum(-1)
+    suspect = ~torch.isfinite(returns).all()
+    a_traj = torch.zeros_like(returns).unsqueeze(-1)
+    if a2:
+        dev, scale = _zscore_parts(returns, None if valid is None else valid.any(-1), -1, eps, ddof)
+        a_traj = (dev * (a2 * scale)).unsqueeze(-1)
+    if valid is not None:
+        a_traj = torch.where(valid, a_traj, 0.0)
+    if not a1:
+        return a_traj.expand_as(x).contiguous(), suspect
+    dev, scale = _zscore_parts(x, valid, -2, eps, ddof)
+    return torch.addcmul(a_traj, dev, a1 * scale), suspect
+
+
+def _zscore_parts(
+    x: torch.Tensor, valid: torch.Tensor | None, dim: int, eps: float, ddof: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dev, scale)`` with z-score ``dev * scale`` along ``dim`` over the valid entries (x must be 0
+    at the others); ``scale`` is 0 for groups with fewer than 2 valid members or std 0.
+
+    Values are first shifted by one of the group's valid values (the z-score is shift-invariant), so a
+    group of equal values has deviations and std exactly 0, hence advantage exactly 0.
+    """
+    if valid is None:  # the common case, in fewer passes (torch.var_mean is slow on CPU over dim -2)
+        n = x.shape[dim]
+        shifted = x - x.narrow(dim, 0, 1)
+        dev = shifted - shifted.mean(dim, keepdim=True)
+        std = ((dev * dev).sum(dim, keepdim=True) / max(n - ddof, 1)).sqrt()
+        return dev, torch.where((std > 0) & (n >= 2), 1 / (std + eps), 0.0)
+    n = valid.sum(dim, keepdim=True)
+    member = torch.where(valid, x, -math.inf).amax(dim, keepdim=True)  # the largest valid value
+    shifted = torch.where(valid, x - member, 0.0)
+    dev = torch.where(valid, shifted - shifted.sum(dim, keepdim=True) / n.clamp_min(1), 0.0)
+    std = (dev.square().sum(dim, keepdim=True) / (n - ddof).clamp_min(1)).sqrt()
+    return dev, torch.where((n >= 2) & (std > 0), 1 / (std + eps), 0.0)
+
+
+def _prepare(rewards: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if rewards.dim() < 2:
+        raise ValueError(f"rewards must be [..., N, M], got shape {tuple(rewards.shape)}")
+    if mask is not None and mask.shape != rewards.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} != rewards shape {tuple(rewards.shape)}")
+    dtype = rewards.dtype if rewards.is_floating_point() else torch.float32
+    x = rewards.to(torch.promote_types(dtype, torch.float32))
+    if mask is None or mask.dtype == torch.bool:
+        return x, mask
+    return x, mask != 0
+
+
+def _use_triton(backend: Backend, x: torch.Tensor) -> bool:
+    if backend == "torch":
+        return False
+    from tgrpo import kernels
+
+    if backend == "triton":
+        kernels.require(x)
+        return True
+    if backend == "auto":
+        return x.is_cuda and kernels.available()
+    raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+
+
+@register_advantage("tgrpo")
+def _tgrpo(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig) -> torch.Tensor:
+    return tgrpo_advantage(rewards, config.a1, config.a2, mask, config.eps, config.unbiased)
+
+
+@register_advantage("grpo")
+def _grpo(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig) -> torch.Tensor:
+    """Trajectory level only, weight 1 (GRPO; used with the sparse 0/1 success reward)."""
+    return trajectory_advantage(rewards, mask, config.eps, config.unbiased)
+
+
+@register_advantage("tgrpo-no-step")
+def _tgrpo_no_step(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig) -> torch.Tensor:
+    """Paper ablation 'w/o step-level advantage': a1 = 0, a2 kept."""
+    return tgrpo_advantage(rewards, 0.0, config.a2, mask, config.eps, config.unbiased)
+
+
+@register_advantage("tgrpo-no-traj")
+def _tgrpo_no_traj(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig) -> torch.Tensor:
+    """Paper ablation 'w/o trajectory-level advantage': a2 = 0, a1 kept."""
+    return tgrpo_advantage(rewards, config.a1, 0.0, mask, config.eps, config.unbiased)
