@@ -24,7 +24,7 @@ apt:
 venv:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q -c constraints.txt -e '.[test,kernels]'
 
 test:
 	$(VENV)/bin/hadolint --failure-threshold error docker/Dockerfile
