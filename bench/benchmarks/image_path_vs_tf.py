@@ -1,0 +1,207 @@
+"""How far our PIL image path (`tgrpo/envs/observation.py`) is from OpenVLA's TensorFlow path, on real frames.
+
+Two modes, run in two environments (TensorFlow is not a project dependency):
+
+    # project venv: render raw 256x256 agentview frames from the real simulator
+    python -m bench.benchmarks.image_path_vs_tf --render-frames /tmp/frames.npz
+    # an env with tensorflow-cpu, numpy 1.26.4, Pillow (+ simplejpeg for the IFAST rows): compare, print a table
+    python -m bench.benchmarks.image_path_vs_tf --frames /tmp/frames.npz [--json OUT.json]
+
+The TF reference is OpenVLA's `libero_utils.resize_image` (JPEG encode/decode, lanczos3 antialiased resize, round,
+clip, cast) and `openvla_utils.crop_and_resize` (center crop of area 0.9, bilinear `tf.image.crop_and_resize`
+back to 224, float32 in [0, 1], `convert_image_dtype(..., saturate=True)`). Stages are compared on the same input,
+so each row isolates one stage; "whole" chains them. docs/image_preprocessing.md has the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from tgrpo.envs import observation as ours
+
+SUITE_TASKS = (("libero_spatial", 0), ("libero_object", 0), ("libero_goal", 0), ("libero_10", 0))
+INIT_STATES = (0, 1, 2)
+FRAME_STEPS = (0, 10, 25)  # policy steps (random actions, seed 0) after the 10 wait steps
+SIZE = 224
+
+
+def render_frames(out: str) -> None:
+    """Raw agentview frames (as robosuite returns them, before the 180 degree rotation) at 256x256."""
+    from tgrpo.envs.libero_env import LiberoEnv, official_init_states
+    from tgrpo.envs.observation import ObsConfig
+    from tgrpo.envs.protocol import Protocol
+
+    rng = np.random.default_rng(0)
+    frames, meta = [], []
+    for suite, task in SUITE_TASKS:
+        env = LiberoEnv(suite, task, ObsConfig(mode="image", camera_resolution=256), Protocol(num_wait_steps=10))
+        states = official_init_states(suite, task)
+        for k in INIT_STATES:
+            env.start_episode(states[k])
+            raw = env.sim_env._get_observations(force_update=True)
+            for t in range(max(FRAME_STEPS) + 1):
+                if t in FRAME_STEPS:
+                    frames.append(np.array(raw["agentview_image"], dtype=np.uint8))
+                    meta.append((suite, task, k, t))
+                action = np.concatenate([rng.uniform(-0.5, 0.5, 6), [rng.choice([-1.0, 1.0])]])
+                raw, _, _, _ = env._env.step(action)
+        env.close()
+    np.savez_compressed(out, frames=np.stack(frames), suite=[m[0] for m in meta],
+                        task=[m[1] for m in meta], init_state=[m[2] for m in meta], step=[m[3] for m in meta])
+    print(f"{len(frames)} frames {frames[0].shape} -> {out}")
+
+
+# The TF-equivalent numpy ops live in tgrpo.envs.observation (the evaluation path itself).
+np_lanczos3_resize = ours.lanczos_resize
+np_center_crop = ours.center_crop
+
+
+# ---- the TF reference (OpenVLA's calls) and PIL variants ----
+
+def tf_jpeg(img: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    return tf.io.decode_image(tf.image.encode_jpeg(img), expand_animations=False, dtype=tf.uint8).numpy()
+
+
+def tf_resize(img: np.ndarray, size: int = SIZE) -> np.ndarray:
+    import tensorflow as tf
+
+    out = tf.image.resize(img, (size, size), method="lanczos3", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8).numpy()
+
+
+def tf_center_crop(img: np.ndarray) -> np.ndarray:
+    """openvla_utils.get_vla_action's center_crop branch with crop_and_resize (crop_scale 0.9, batch 1)."""
+    import tensorflow as tf
+
+    image = tf.image.convert_image_dtype(tf.convert_to_tensor(img), tf.float32)[None]
+    side = tf.reshape(tf.clip_by_value(tf.sqrt(0.9), 0, 1), shape=(1,))
+    off = (1 - side) / 2
+    boxes = tf.stack([off, off, off + side, off + side], axis=1)
+    image = tf.image.crop_and_resize(image, boxes, tf.range(1), (SIZE, SIZE))[0]
+    return tf.image.convert_image_dtype(tf.clip_by_value(image, 0, 1), tf.uint8, saturate=True).numpy()
+
+
+def pil_encode(img: np.ndarray, subsampling: str = "4:2:0") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=95, subsampling=subsampling)
+    return buf.getvalue()
+
+
+def pil_decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def ifast_decode(data: bytes, fancy_upsampling: bool = True) -> np.ndarray:
+    """libjpeg-turbo with JDCT_IFAST, as TF's DecodeImage/DecodeJpeg default (simplejpeg; PIL has no such switch)."""
+    import simplejpeg
+
+    return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=not fancy_upsampling)
+
+
+def pil_float_lanczos(img: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """PIL LANCZOS per channel in mode F (float32, no uint8 rounding between the two passes)."""
+    chans = [np.asarray(Image.fromarray(img[..., c].astype(np.float32)).resize((size, size), Image.Resampling.LANCZOS))
+             for c in range(img.shape[2])]
+    return np.clip(np.round(np.stack(chans, -1)), 0, 255).astype(np.uint8)
+
+
+def _tf_decode_accurate(img: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    return tf.io.decode_jpeg(tf.image.encode_jpeg(img), dct_method="INTEGER_ACCURATE").numpy()
+
+
+def _has_simplejpeg() -> bool:
+    try:
+        import simplejpeg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def stats(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    mse = float(np.mean(d.astype(np.float64) ** 2))
+    return {"mean_abs": float(d.mean()), "max": int(d.max()), "frac_eq": float(np.mean(d == 0)),
+            "frac_gt2": float(np.mean(d > 2)), "frac_gt8": float(np.mean(d > 8)),
+            "psnr_db": float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)}
+
+
+def compare(frames: np.ndarray) -> list[tuple[str, str, dict[str, float]]]:
+    """Every (stage, variant) against TF. Each stage gets TF's own input for that stage."""
+    rot = [ours.rotate_180(f) for f in frames]
+    tj = [tf_jpeg(f) for f in rot]
+    tr = [tf_resize(f) for f in tj]
+    tc = [tf_center_crop(f) for f in tr]
+    ref = {"jpeg": tj, "resize": tr, "crop": tc, "whole": tr, "whole+crop": tc}
+    q = ours.OPENVLA_PROTOCOL.jpeg_quality
+    best = lambda i: np_lanczos3_resize(ifast_decode(pil_encode(rot[i])), SIZE)
+    cand: dict[str, dict[str, Callable[[int], np.ndarray]]] = {
+        "jpeg": {"ours: PIL q95 4:2:0 (decode ISLOW)": lambda i: ours.jpeg_round_trip(rot[i], q),
+                 "PIL q95 4:4:4": lambda i: pil_decode(pil_encode(rot[i], "4:4:4")),
+                 "diagnostic: TF's bytes, TF decode INTEGER_ACCURATE": lambda i: _tf_decode_accurate(rot[i]),
+                 "PIL encode + IFAST decode, fast upsampling": lambda i: ifast_decode(pil_encode(rot[i]), False),
+                 "PIL encode + IFAST decode (simplejpeg)": lambda i: ifast_decode(pil_encode(rot[i]))},
+        "resize": {"ours: PIL LANCZOS uint8": lambda i: ours.lanczos_resize(tj[i], SIZE),
+                   "PIL LANCZOS float32 (mode F)": lambda i: pil_float_lanczos(tj[i]),
+                   "numpy TF lanczos3": lambda i: np_lanczos3_resize(tj[i], SIZE)},
+        "crop": {"ours: PIL BILINEAR box": lambda i: ours.center_crop(tr[i]),
+                 "numpy TF crop_and_resize": lambda i: np_center_crop(tr[i])},
+        "whole": {"ours": lambda i: ours.preprocess_frame(frames[i], ours.ObsConfig()),
+                  "PIL jpeg + numpy resize": lambda i: np_lanczos3_resize(ours.jpeg_round_trip(rot[i], q), SIZE),
+                  "PIL encode + IFAST decode + PIL LANCZOS uint8": lambda i: ours.lanczos_resize(
+                      ifast_decode(pil_encode(rot[i])), SIZE),
+                  "PIL encode + IFAST decode + numpy resize": best},
+        "whole+crop": {"ours": lambda i: ours.preprocess_frame(frames[i], ours.ObsConfig(center_crop=True)),
+                       "PIL encode + IFAST decode + numpy resize + numpy crop": lambda i: np_center_crop(best(i))},
+    }
+    rows = []
+    for stage, variants in cand.items():
+        for name, fn in variants.items():
+            if "IFAST" in name and not _has_simplejpeg():
+                continue
+            start = time.perf_counter()
+            out = np.stack([fn(i) for i in range(len(frames))])
+            ms = 1e3 * (time.perf_counter() - start) / len(frames)
+            rows.append((stage, name, {**stats(out, np.stack(ref[stage])), "ms_per_frame": ms}))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--render-frames", metavar="OUT.npz", help="render frames (project venv) and exit")
+    ap.add_argument("--frames", metavar="FILE.npz", help="compare on these frames (needs tensorflow; simplejpeg optional)")
+    ap.add_argument("--json", metavar="OUT.json", help="also write the rows as JSON")
+    args = ap.parse_args()
+    if args.render_frames:
+        render_frames(args.render_frames)
+        return
+    if not args.frames:
+        ap.error("give --render-frames OUT.npz or --frames FILE.npz")
+    import tensorflow as tf
+
+    frames = np.load(args.frames)["frames"]
+    rows = compare(frames)
+    print(f"{len(frames)} frames {frames.shape[1:]}; tensorflow {tf.__version__}, numpy {np.__version__}, "
+          f"Pillow {Image.__version__}")
+    print("| stage | variant | mean abs | max | equal | >2 | >8 | PSNR dB | ms/frame |\n|---|---|---|---|---|---|---|---|---|")
+    for stage, name, s in rows:
+        print(f"| {stage} | {name} | {s['mean_abs']:.4f} | {s['max']} | {s['frac_eq']:.4%} | {s['frac_gt2']:.4%} "
+              f"| {s['frac_gt8']:.4%} | {s['psnr_db']:.2f} | {s['ms_per_frame']:.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{"stage": st, "variant": n, **s} for st, n, s in rows], f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
