@@ -9,7 +9,7 @@ export PYOPENGL_PLATFORM ?= egl
 # EGL (Mesa llvmpipe on CPU machines) for the simulator's offscreen renderer.
 APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libglvnd0
 
-.PHONY: setup apt venv test test-slow bench lint lock clean docker docker-smoke
+.PHONY: setup apt venv test test-slow test-kernels bench lint lock clean docker docker-smoke
 
 setup: apt venv
 
@@ -24,11 +24,16 @@ apt:
 venv:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[test,kernels]'
+	$(PIP) install -q -c constraints.txt -e '.[test]'
 
 test:
 	$(VENV)/bin/hadolint --failure-threshold error docker/Dockerfile
 	$(VENV)/bin/pytest -m "not slow and not gpu and not docker" -q
+
+# Triton kernels under Triton's CPU interpreter, in a process that never imports robosuite (see pyproject.toml).
+test-kernels:
+	$(PIP) install -q -c constraints.txt --target .kernels-site triton
+	PYTHONPATH=.kernels-site $(VENV)/bin/pytest -q tests/tgrpo/test_kernels.py
 
 test-slow:
 	$(VENV)/bin/pytest -m "slow" -q
