@@ -9,7 +9,7 @@ export PYOPENGL_PLATFORM ?= egl
 # EGL (Mesa llvmpipe on CPU machines) for the simulator's offscreen renderer.
 APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libglvnd0
 
-.PHONY: setup apt venv test test-slow test-kernels bench lint lock clean docker docker-smoke
+.PHONY: setup apt venv test test-slow test-kernels bench lint lock clean docker docker-smoke docker-ci
 
 setup: apt venv
 
@@ -49,6 +49,10 @@ docker:
 
 docker-smoke:
 	$(PY) -m bench.container smoke
+
+# What CI runs after the tests: engine started and stopped here, CPU image + smoke, GPU variant on the local base.
+docker-ci:
+	$(PY) -m bench.container ci
 
 lint:
 	$(VENV)/bin/ruff check tgrpo bench baselines tests

@@ -7,6 +7,7 @@ digest come from the environment the image sets (docs/container.md).
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import shutil
@@ -42,12 +43,12 @@ def _git(*args: str) -> str | None:
 @lru_cache(maxsize=1)
 def code_state() -> dict:
     """Git sha and whether the checkout differs from it (modified or new files that .gitignore does not cover)."""
-    sha = _git("rev-parse", "HEAD") or os.environ.get("TGRPO_BENCH_GIT_SHA")
+    sha = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain")
-    dirty = None if status is None else bool(status)
-    if status is None and os.environ.get("TGRPO_BENCH_GIT_DIRTY") is not None:
-        dirty = os.environ["TGRPO_BENCH_GIT_DIRTY"] == "1"
-    return {"git_sha": sha, "git_dirty": dirty}
+    if sha is None and (build := _build_info()):  # inside the image: the commit it was built from
+        commit = str(build.get("git_commit", ""))
+        return {"git_sha": commit.removesuffix("-dirty") or None, "git_dirty": commit.endswith("-dirty")}
+    return {"git_sha": sha, "git_dirty": None if status is None else bool(status)}
 
 
 def _cpu_model() -> str:
@@ -82,13 +83,27 @@ def machine() -> dict:
     }
 
 
+@lru_cache(maxsize=1)
+def _build_info() -> dict | None:
+    """The image's build facts (docker/build_info.py writes them; the image names the file in the environment)."""
+    path = os.environ.get("TGRPO_BENCH_BUILD_INFO")
+    if not path or not Path(path).exists():
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def container() -> dict | None:
-    """Image facts when running inside the tgrpo-bench image, else None."""
+    """Image facts when running inside the tgrpo-bench image, else None. The digest cannot be part of the image:
+    `python -m bench.container run` passes it at run time."""
     digest = os.environ.get("TGRPO_BENCH_IMAGE_DIGEST")
     image = os.environ.get("TGRPO_BENCH_IMAGE")
-    if not (digest or image or Path("/.dockerenv").exists()):
+    build = _build_info()
+    if not (digest or image or build or Path("/.dockerenv").exists()):
         return None
-    return {"image": image, "image_digest": digest}
+    return {"image": image, "image_digest": digest, "build": build}
 
 
 def provenance(**extra) -> dict:

@@ -1,4 +1,4 @@
-"""`tgrpo-bench` console script: one module per verb, imported only when its verb runs.
+"""`tgrpo-bench` console script: one module per verb; verb modules import heavy packages only inside `run`.
 
 Each verb module defines ``add_arguments(parser)`` and ``run(args) -> int``.
 Errors the user can fix (unknown suite, bad task id, unwritable directory, ...) raise
@@ -14,6 +14,9 @@ import sys
 VERBS: dict[str, tuple[str, str]] = {
     "eval": ("bench.cli.eval", "evaluate a policy on LIBERO under the pinned protocol"),
     "profile": ("bench.cli.profile", "time the advantage and loss kernels"),
+    "train": ("bench.cli.train", "train SFT per suite or an online RL method per task"),
+    "rewards": ("bench.cli.rewards", "multi-stage dense reward specs: generate, check, validate, key poses"),
+    "demos": ("bench.cli.demos", "record scripted-expert demonstrations (LIBERO HDF5) and reference key poses"),
 }
 
 

@@ -29,8 +29,9 @@ def init_checkpoint(tmp_path_factory) -> Path:
 
 
 def _cfg(init, out, method="tgrpo", **kw):
+    settings = {"group_size": 2, "max_steps": 8, "lr": 1e-3, **kw}
     return for_profile("smoke", method=method, suite="libero_object", task_id=0, init_checkpoint=init,
-                       out_dir=out, group_size=2, max_steps=8, lr=1e-3, **kw)
+                       out_dir=out, **settings)
 
 
 def _paper_advantage(rewards: np.ndarray, a1: float, a2: float) -> np.ndarray:

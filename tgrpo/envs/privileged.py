@@ -139,7 +139,13 @@ def _geometry_cache(env, layout: PrivilegedLayout) -> dict:
     cache = getattr(env, "_tgrpo_geometry_cache", None)
     if cache is not None and cache["model"] is env.sim.model._model and cache["layout"] is layout:
         return cache
-    model, data = env.sim.model._model, env.sim.data._data
+    import mujoco
+
+    model = env.sim.model._model
+    # Static boxes come from the model's default configuration (qpos0), never from the current state: the cache
+    # must not depend on which episode a worker happened to run first.
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
     cache = {"model": model, "layout": layout, "geoms": {}, "box": {}, "size": {}, "joints": {}}
     for key in layout.slices:
         kind, _, rest = key.partition("/")

@@ -118,6 +118,7 @@ def group_rollout(
             result = results[i]
             if isinstance(result, Exception):
                 errors[i] = f"step {len(obs_steps) - 1} failed: {result}"
+                del obs_steps[-1][i], act_steps[-1][i]  # the action never took effect: not a step of the trajectory
                 continue
             current[i], done = result
             priv[i], dones[i] = current[i]["privileged"], done

@@ -27,7 +27,13 @@ def _tiny(checkpoint: str | None = None, **_) -> Policy:
     return TinyPolicy.load(checkpoint)
 
 
-_FACTORIES: dict[str, Callable[..., Policy]] = {"zero": _zero, "random": _random, "tiny": _tiny}
+def _expert(**_) -> Policy:
+    from tgrpo.experts import ExpertPolicy
+
+    return ExpertPolicy()
+
+
+_FACTORIES: dict[str, Callable[..., Policy]] = {"zero": _zero, "random": _random, "tiny": _tiny, "expert": _expert}
 POLICY_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 
 

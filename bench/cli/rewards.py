@@ -1,0 +1,244 @@
+"""`tgrpo-bench rewards`: multi-stage dense reward specs: generate (rules or LLM), check, validate, key poses.
+
+    tgrpo-bench rewards generate --suite goal --source rules      # the committed offline specs
+    tgrpo-bench rewards generate --suite goal --source llm        # Messages API (ANTHROPIC_API_KEY), cached
+    tgrpo-bench rewards check                                      # every committed spec against schema + BDDL
+    tgrpo-bench rewards validate --suite object                    # expert demos on the real simulator
+    tgrpo-bench rewards keyposes --suite object                    # key poses from expert demonstrations
+    tgrpo-bench rewards bench --suite long --tasks 0               # reward time vs simulation time
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.cli import UsageError
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip() != ""]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    gen = sub.add_parser("generate", help="write stage specs of a suite from rules or an LLM")
+    gen.add_argument("--suite", required=True, help="spatial|object|goal|long or libero_* (or 'all')")
+    gen.add_argument("--tasks", type=_int_list, default=None, help="task ids, e.g. 0,3 (default: all 10)")
+    gen.add_argument("--source", choices=("rules", "llm"), default="rules")
+    gen.add_argument("--out", type=Path, default=None,
+                     help="output directory (default: the committed tgrpo/rewards/specs for rules, "
+                          "results/rewards/llm/<model> for llm)")
+    gen.add_argument("--model", default=None, help="LLM model (default: LLMConfig.model)")
+    gen.add_argument("--cache-dir", type=Path, default=None, help="LLM answer cache (default: LLMConfig)")
+    gen.add_argument("--base-url", default=None, help="Messages API base URL (default: the SDK's)")
+    gen.add_argument("--offline", action="store_true", help="LLM: replay cached answers only")
+    gen.add_argument("--max-retries", type=int, default=None, help="LLM: SDK retries per request")
+    gen.add_argument("--timeout", type=float, default=None, help="LLM: seconds per HTTP attempt")
+
+    chk = sub.add_parser("check", help="check spec files against the schema and each task's BDDL (no simulator)")
+    chk.add_argument("--suite", default="all")
+    chk.add_argument("--specs", type=Path, default=None, help="directory of <suite>.json (default: committed)")
+
+    val = sub.add_parser("validate", help="replay expert demonstrations and failures; a table per task")
+    val.add_argument("--suite", required=True)
+    val.add_argument("--tasks", type=_int_list, default=None)
+    val.add_argument("--episodes", type=int, default=3,
+                     help="successful expert demonstrations wanted per task (official init states 0, 1, ...)")
+    val.add_argument("--tries", type=int, default=None, help="init states tried at most (default 2 x episodes)")
+    val.add_argument("--specs", type=Path, default=None, help="directory of <suite>.json (default: committed)")
+    val.add_argument("--no-record", action="store_true", help="do not write <suite>.validation.json")
+    val.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+
+    kp = sub.add_parser("keyposes", help="derive key poses from expert demonstrations on sampled placements")
+    kp.add_argument("--suite", required=True)
+    kp.add_argument("--tasks", type=_int_list, default=None)
+    kp.add_argument("--demos", type=int, default=5, help="successful demonstrations wanted per task")
+    kp.add_argument("--seed", type=int, default=1000, help="first placement seed (LIBERO's samplers)")
+    kp.add_argument("--specs", type=Path, default=None)
+
+    bn = sub.add_parser("bench", help="time the reward on [N, M + 1, D] against one simulated step")
+    bn.add_argument("--suite", default="long")
+    bn.add_argument("--tasks", type=_int_list, default=None, help="task ids (default: 0)")
+    bn.add_argument("--n", type=int, default=4, help="trajectories")
+    bn.add_argument("--m", type=int, default=300, help="steps")
+    bn.add_argument("--repeats", type=int, default=20)
+    bn.add_argument("--policy", choices=("expert", "random"), default="expert")
+    bn.add_argument("--out", type=Path, default=Path("results/bench/rewards"))
+
+
+def _suites(name: str) -> list[str]:
+    from tgrpo.envs.protocol import SUITES, resolve_suite
+
+    if name.strip().lower() == "all":
+        return list(SUITES)
+    try:
+        return [resolve_suite(name)]
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+
+
+def _tasks(tasks: list[int] | None) -> list[int]:
+    from tgrpo.envs.protocol import TASKS_PER_SUITE, check_task_ids
+
+    try:
+        return check_task_ids(tasks if tasks is not None else list(range(TASKS_PER_SUITE)))
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+
+
+def _specs_dir(path: Path | None) -> Path:
+    from tgrpo.rewards.schema import SPECS_DIR
+
+    return SPECS_DIR if path is None else path
+
+
+def _generate(args) -> int:
+    from tgrpo.rewards.facts import task_facts
+    from tgrpo.rewards.llm import LLMConfig, LLMError, llm_spec
+    from tgrpo.rewards.rules import rules_spec
+    from tgrpo.rewards.schema import SpecError
+    from tgrpo.rewards.store import suite_path, write_suite
+
+    cfg = None
+    if args.source == "llm":
+        overrides = {k: v for k, v in (("model", args.model), ("base_url", args.base_url),
+                                       ("max_retries", args.max_retries), ("timeout_s", args.timeout),
+                                       ("cache_dir", None if args.cache_dir is None else str(args.cache_dir)))
+                     if v is not None}
+        cfg = LLMConfig(offline=args.offline, **overrides)
+        if cfg.max_retries < 0 or cfg.timeout_s <= 0:
+            raise UsageError("--max-retries must be >= 0 and --timeout > 0")
+    out_dir = args.out or (_specs_dir(None) if cfg is None else Path("results/rewards/llm") / cfg.model)
+    failed = 0
+    for suite in _suites(args.suite):
+        specs = []
+        for task_id in _tasks(args.tasks):
+            facts = task_facts(suite, task_id)
+            try:
+                spec = rules_spec(facts) if cfg is None else llm_spec(facts, cfg)
+            except (SpecError, LLMError) as err:
+                failed += 1
+                print(f"{suite}/{task_id}: FAILED: {err}", file=sys.stderr)
+                continue
+            specs.append(spec)
+            n = sum(len(p["stages"]) for p in spec["subplans"])
+            print(f"{suite}/{task_id}: {len(spec['subplans'])} sub-plan(s), {n} stages  ({facts.instruction})")
+        if specs:
+            try:
+                write_suite(suite_path(suite, out_dir), suite, specs)
+            except OSError as err:
+                raise UsageError(f"cannot write {suite_path(suite, out_dir)}: {err}") from err
+            print(f"wrote {suite_path(suite, out_dir)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _check(args) -> int:
+    from tgrpo.rewards.schema import SpecError
+    from tgrpo.rewards.store import load_spec, suite_path, validation_status
+
+    directory = _specs_dir(args.specs)
+    bad = 0
+    for suite in _suites(args.suite):
+        for task_id in _tasks(None):
+            try:
+                spec = load_spec(suite, task_id, path=suite_path(suite, directory), allow_failed=True)
+                status = validation_status(spec, directory)
+                print(f"{suite}/{task_id}: ok ({spec['source'].get('kind')}, validation: {status})")
+            except (SpecError, FileNotFoundError) as err:
+                bad += 1
+                print(f"{suite}/{task_id}: INVALID: {err}")
+    return 1 if bad else 0
+
+
+def _validate(args) -> int:
+    import json
+
+    from tgrpo.rewards.keyposes import keyposes_path, load_key_poses
+    from tgrpo.rewards.store import load_spec, suite_path, write_validation
+    from tgrpo.rewards.validate import table, validate_task
+
+    if args.episodes < 1 or args.episodes > 50:
+        raise UsageError(f"--episodes must be 1..50, got {args.episodes}")
+    if args.tries is not None and not args.episodes <= args.tries <= 50:
+        raise UsageError(f"--tries must be between --episodes and 50, got {args.tries}")
+    directory = _specs_dir(args.specs)
+    rows = []
+    for suite in _suites(args.suite):
+        for task_id in _tasks(args.tasks):
+            try:
+                spec = load_spec(suite, task_id, path=suite_path(suite, directory), allow_failed=True)
+            except FileNotFoundError as err:
+                raise UsageError(str(err)) from err
+            poses = load_key_poses(spec, keyposes_path(suite, directory))
+            print(f"{suite}/{task_id}: {spec['instruction']}", file=sys.stderr)
+            row = validate_task(suite, task_id, spec, episodes=args.episodes, key_poses=poses,
+                                log=lambda m: print(m, file=sys.stderr), tries=args.tries)
+            row.demo_source = "expert" + (" + demo key poses" if poses else "")
+            rows.append(row)
+            print(f"  -> {row.status} {'; '.join(row.reasons)}", file=sys.stderr)
+            if not args.no_record:
+                write_validation(suite, {task_id: row.to_dict()}, directory)
+    print(table(rows))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([r.to_dict() for r in rows], indent=1))
+    return 1 if any(r.status == "fail" for r in rows) else 0
+
+
+def _keyposes(args) -> int:
+    from tgrpo.rewards.keyposes import derive_key_poses, keyposes_path, write_key_poses
+    from tgrpo.rewards.store import load_spec, suite_path
+    from tgrpo.rewards.validate import demonstrations_on_sampled_states
+
+    if args.demos < 1:
+        raise UsageError("--demos must be at least 1")
+    directory = _specs_dir(args.specs)
+    for suite in _suites(args.suite):
+        per_task = {}
+        for task_id in _tasks(args.tasks):
+            spec = load_spec(suite, task_id, path=suite_path(suite, directory), allow_failed=True)
+            demos, layout = demonstrations_on_sampled_states(suite, task_id, args.demos, args.seed,
+                                                             log=lambda m: print(m, file=sys.stderr))
+            poses = derive_key_poses(spec, layout, [d.privileged for d in demos])
+            per_task[task_id] = (spec, poses)
+            print(f"{suite}/{task_id}: {len(demos)} demos, key poses for {len(poses)} of "
+                  f"{sum(len(p['stages']) for p in spec['subplans'])} stages")
+        write_key_poses(keyposes_path(suite, directory), suite, per_task)
+        print(f"wrote {keyposes_path(suite, directory)}", file=sys.stderr)
+    return 0
+
+
+def _bench(args) -> int:
+    import json
+
+    from tgrpo.rewards.benchmark import run_benchmark
+    from tgrpo.rewards.keyposes import load_key_poses
+    from tgrpo.rewards.store import load_spec
+
+    if args.n < 1 or args.m < 1 or args.repeats < 1:
+        raise UsageError("--n, --m and --repeats must be at least 1")
+    results = []
+    for suite in _suites(args.suite):
+        for task_id in _tasks(args.tasks if args.tasks is not None else [0]):
+            spec = load_spec(suite, task_id, allow_failed=True)
+            results.append(run_benchmark(suite, task_id, spec, args.n, args.m, args.repeats, args.policy,
+                                         load_key_poses(spec), log=print))
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "rewards_bench.json").write_text(json.dumps(results, indent=1))
+    except OSError as err:
+        raise UsageError(f"cannot write {args.out}: {err}") from err
+    print(f"wrote {args.out / 'rewards_bench.json'}", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    actions = {"generate": _generate, "check": _check, "validate": _validate, "keyposes": _keyposes,
+               "bench": _bench}
+    return actions[args.action](args)

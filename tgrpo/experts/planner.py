@@ -1,0 +1,132 @@
+"""From BDDL goal literals to a sequence of skills.
+
+Per predicate: ``In``/``On`` with a graspable object -> pick-and-place (a plate pushed to a table region -> push);
+``Open``/``Close`` of a drawer region or a door -> articulate; ``TurnOn``/``TurnOff`` -> knob. Order: opening first
+(a drawer must be open before something goes in), then the knob, then placements, then closing. A placement into
+a closed drawer region gets an opening skill in front of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tgrpo.experts.scene import Scene
+from tgrpo.experts.skills import CloseDrawer, HingeDoor, OpenDrawer, PickPlace, Push, Skill, TurnKnob
+
+PLACE_PREDICATES = ("in", "on")
+
+
+def site_parent(scene: Scene, site: str) -> str | None:
+    """The object or fixture a region site belongs to (LIBERO names sites '<parent>_<region>')."""
+    best = None
+    for name in list(scene.layout.movable) + fixtures(scene):
+        if site.startswith(name + "_") and (best is None or len(name) > len(best)):
+            best = name
+    return best
+
+
+def fixtures(scene: Scene) -> list[str]:
+    return [k[5:] for k in scene.layout.slices if k.startswith("aabb/") and k[5:] not in scene.layout.movable]
+
+
+def is_site(scene: Scene, name: str) -> bool:
+    return scene.has(f"size/{name}")
+
+
+def region_box(scene: Scene, site: str) -> tuple[np.ndarray, np.ndarray]:
+    """World center and half extents of a region as LIBERO's containment check sees it (|R| size)."""
+    return scene.pos(site), np.abs(scene.mat(site) @ scene.size(site))
+
+
+def place_function(kind: str, target: str):
+    """Where an object goes for literal (kind, obj, target): xy of its origin, support surface, height to clear."""
+
+    def place(scene: Scene) -> dict:
+        if not is_site(scene, target):
+            _lo, hi = scene.aabb(target)
+            return {"xy": scene.pos(target)[:2], "surface": hi[2], "clear": hi[2]}
+        center, half = region_box(scene, target)
+        parent = site_parent(scene, target)
+        parent_top = scene.aabb(parent)[1][2] if parent is not None else -np.inf
+        if kind == "in":
+            surface = center[2] - half[2]
+            if parent is not None:
+                drawer = _drawer_part(scene, parent, target)
+                if drawer is not None:
+                    surface = scene.get(f"part/{drawer}")[2] + 0.01
+            return {"xy": center[:2], "surface": surface, "clear": max(parent_top, center[2] + half[2]),
+                    "drop": 0.02}
+        surface = center[2] + scene.size(target)[2]
+        return {"xy": center[:2], "surface": surface, "clear": max(surface, parent_top if parent else surface)}
+
+    return place
+
+
+def _drawer_part(scene: Scene, parent: str, site: str) -> str | None:
+    """'<fixture>/<joint>' of the drawer a region site sits in (same level name), if any."""
+    level = site[len(parent) + 1:].replace("_region", "")
+    for joint in scene.joints_of(parent):
+        if level and level in joint:
+            return f"{parent}/{joint}"
+    return None
+
+
+def joint_of(scene: Scene, name: str) -> tuple[str, str] | None:
+    """(entity, joint) a literal's argument refers to: a drawer region site or an articulated object."""
+    if is_site(scene, name):
+        parent = site_parent(scene, name)
+        part = _drawer_part(scene, parent, name) if parent is not None else None
+        return tuple(part.split("/", 1)) if part else None
+    joints = scene.joints_of(name)
+    return (name, joints[0]) if joints else None
+
+
+def _is_flat_and_wide(scene: Scene, obj: str) -> bool:
+    lo, hi = scene.aabb(obj)
+    return (hi[2] - lo[2]) < 0.03 and min(hi[0] - lo[0], hi[1] - lo[1]) > 0.08
+
+
+def _joint_skill(kind: str, entity: str, joint: str, scene: Scene, literal_index: int | None) -> Skill:
+    slide = _is_slide(scene, entity, joint)
+    if kind in ("turnon", "turnoff"):
+        skill = TurnKnob(entity, joint, literal_index)
+        skill.goal = kind
+        return skill
+    if slide:
+        return (OpenDrawer if kind == "open" else CloseDrawer)(entity, joint, literal_index)
+    skill = HingeDoor(entity, joint, literal_index)
+    skill.goal = kind
+    skill.name = f"{kind}_door"
+    return skill
+
+
+def _is_slide(scene: Scene, entity: str, joint: str) -> bool:
+    """A slide joint moves its part along its axis: the drawers' open range is a few centimetres."""
+    r = scene.get(f"ranges/{entity}/{joint}")
+    return bool(np.isfinite(r[0]) and max(abs(r[0]), abs(r[1])) < 0.5)
+
+
+def plan_task(scene: Scene) -> list[Skill]:
+    """Skills for the goal literals, in execution order (the policy skips those already true)."""
+    opens, knobs, places, closes = [], [], [], []
+    for i, literal in enumerate(scene.layout.goal_literals):
+        kind = literal[0].lower()
+        if kind in PLACE_PREDICATES:
+            obj, target = literal[1], literal[2]
+            if kind == "on" and is_site(scene, target) and site_parent(scene, target) is None \
+                    and _is_flat_and_wide(scene, obj):
+                places.append(Push(obj, target, literal_index=i))
+                continue
+            ref = joint_of(scene, target) if kind == "in" and is_site(scene, target) else None
+            if ref is not None and _is_slide(scene, *ref):
+                opens.append(OpenDrawer(*ref, literal_index=None))  # skipped when already open
+            places.append(PickPlace(obj, target, place_function(kind, target), literal_index=i))
+        elif kind in ("open", "close", "turnon", "turnoff"):
+            ref = joint_of(scene, literal[1])
+            if ref is None:
+                raise NotImplementedError(f"no articulated joint found for literal {literal}")
+            skill = _joint_skill(kind, *ref, scene, i)
+            {"open": opens, "close": closes}.get(kind, knobs).append(skill)
+        else:
+            raise NotImplementedError(f"no skill for predicate {kind!r}")
+    return opens + knobs + places + closes

@@ -1,0 +1,686 @@
+"""Skills of the scripted expert: each is a small state machine over named stages.
+
+A skill reads a `Scene` each step and returns one action. Its stage index only moves forward, except on a
+detected failure (an empty grasp, a slipped handle), when it goes back to an earlier stage and counts a retry.
+Stage names are the key-pose vocabulary of `tgrpo.data.keyposes`: the end-effector pose on entering each stage is
+a key pose.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tgrpo.experts.control import CLOSE, OPEN, rotation_error, servo, servo_pose, yaw_error
+from tgrpo.experts.scene import Scene, rotvec_of, wrap_half_turn
+
+FINGER_GAP = 0.078  # fully open finger gap (2 x 0.039 m)
+MAX_RETRIES = 3
+
+
+class Skill:
+    """Base: `stages` names, `act(scene) -> action [7]`, `done` once the last stage completed."""
+
+    name = "skill"
+    stages: tuple[str, ...] = ()
+
+    def __init__(self, literal_index: int | None = None):
+        self.literal_index = literal_index
+        self.stage = 0
+        self.t = 0  # steps spent in the current stage
+        self.done = False
+        self.failed = False
+        self.retries = 0
+        self._history: list[float] = []
+
+    @property
+    def stage_name(self) -> str:
+        return self.stages[min(self.stage, len(self.stages) - 1)]
+
+    def goto(self, stage: str) -> None:
+        self.stage = self.stages.index(stage)
+        self.t = -1  # act() counts the step that made the move: the new stage starts at t == 0
+        self._history = []
+
+    def next(self) -> None:
+        self.t = -1
+        self._history = []
+        if self.stage + 1 >= len(self.stages):
+            self.done = True
+        else:
+            self.stage += 1
+
+    def retry(self, stage: str) -> None:
+        self.retries += 1
+        if self.retries > MAX_RETRIES:
+            self.failed = True
+            self.done = True
+        else:
+            self.goto(stage)
+
+    def stalled(self, value: float, window: int = 4, eps: float = 0.0015) -> bool:
+        """True once `value` changed less than eps over the last `window` steps."""
+        self._history.append(float(value))
+        h = self._history
+        return len(h) > window and abs(h[-1] - h[-1 - window]) < eps
+
+    def act(self, scene: Scene) -> np.ndarray:
+        action = getattr(self, f"_{self.stage_name}")(scene)
+        self.t += 1
+        return action
+
+    def describe(self) -> dict:
+        return {"skill": self.name}
+
+    def satisfied(self, scene: Scene) -> bool:
+        """Nothing to do: the skill's goal literal already holds."""
+        return self.literal_index is not None and scene.goal(self.literal_index)
+
+
+def _rot2(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s], [s, c]])
+
+
+def yaw_for_finger_axis(direction: np.ndarray) -> float:
+    """Yaw whose finger closing axis (sin yaw, -cos yaw) is parallel to the horizontal `direction`."""
+    return wrap_half_turn(float(np.arctan2(direction[0], -direction[1])))
+
+
+def obstacle_tops(scene: Scene, exclude: tuple[str, ...]) -> float:
+    """Highest top of the movable objects other than `exclude`."""
+    tops = [scene.aabb(o)[1][2] for o in scene.layout.movable if o not in exclude]
+    return max(tops) if tops else -np.inf
+
+
+def table_height(scene: Scene) -> float:
+    """Lowest bottom of the movable objects: the supporting surface (floor or table)."""
+    return min(scene.aabb(o)[0][2] for o in scene.layout.movable)
+
+
+HAND_HALF_LENGTH = 0.105  # the Panda hand spans about +-10 cm along the finger axis
+HAND_HALF_WIDTH = 0.035
+PALM_ABOVE_EEF = 0.04  # the palm's underside sits about 4 cm above the grip site
+
+
+def hand_clearance(scene: Scene, xy: np.ndarray, yaw: float, eef_z: float, exclude: tuple[str, ...]) -> float:
+    """Horizontal clearance between the hand (a segment along the finger axis at `xy`) and the objects tall enough
+    to reach the palm when the grip site is at `eef_z`."""
+    axis = np.array([np.sin(yaw), -np.cos(yaw)])
+    best = 1.0
+    bodies = [k[5:] for k in scene.layout.slices if k.startswith("aabb/")]
+    for o in bodies:
+        if o in exclude:
+            continue
+        lo, hi = scene.aabb(o)
+        if hi[2] < eef_z + PALM_ABOVE_EEF:
+            continue
+        # distance from the segment to the box, sampled along the segment
+        for s in np.linspace(-HAND_HALF_LENGTH, HAND_HALF_LENGTH, 9):
+            p = xy + s * axis
+            d = np.linalg.norm(np.maximum(0.0, np.maximum(lo[:2] - p, p - hi[:2])))
+            best = min(best, d - HAND_HALF_WIDTH)
+    return best
+
+
+def choose_yaw(scene: Scene, xy: np.ndarray, base: float, eef_z: float, exclude: tuple[str, ...],
+               deltas: np.ndarray) -> float:
+    """Yaw near `base` (offsets `deltas`) whose hand keeps clear of neighbours; the smallest offset that clears."""
+    scored = []
+    for d in deltas:
+        clearance = hand_clearance(scene, xy, base + d, eef_z, exclude)
+        scored.append((min(clearance, 0.01) - 0.01 * abs(d), base + d))
+    return wrap_half_turn(max(scored)[1])
+
+
+class PickPlace(Skill):
+    """Grasp `obj` and put it in or on `target` (an object, or a region site).
+
+    place: dict with 'xy' (where the object's body origin must end up), 'surface' (z of the supporting surface),
+    'clear' (z every carried object must clear on the way), computed by the planner each step via `place_fn`.
+    """
+
+    name = "pick_place"
+    stages = ("approach", "descend", "grasp", "lift", "transport", "lower", "release", "retreat")
+
+    def __init__(self, obj: str, target: str, place_fn, literal_index: int | None = None):
+        super().__init__(literal_index)
+        self.obj = obj
+        self.target = target
+        self.place_fn = place_fn
+        self.plan = None
+        self.yaw = None  # chosen at the start of each approach, then kept
+        self.rim_dir = None
+        self.offset = np.zeros(3)  # object origin minus end effector, measured after grasping
+        self.grasp_eef_z = 0.0
+        self.obj_z0 = 0.0
+        self.carry_z = 0.0
+        self.hold_xy = None
+
+    def describe(self) -> dict:
+        return {"skill": self.name, "object": self.obj, "target": self.target}
+
+    # -- grasp planning ------------------------------------------------------------------------------------------
+    def grasp_plan(self, scene: Scene) -> dict:
+        lo, hi = scene.aabb(self.obj)
+        center = (lo + hi) / 2
+        height = hi[2] - lo[2]
+        (short_dir, short_half), (_long_dir, long_half) = scene.horizontal_axes(self.obj)
+        if 2 * short_half <= 0.068:
+            z = lo[2] + max(min(0.5 * height, 0.025), height - 0.04)
+            if long_half - short_half < 0.006:  # round: any yaw, prefer the start orientation
+                deltas = np.linspace(-1.2, 1.2, 13)
+                base = 0.0
+            else:  # a box: turn off the short axis only as far as the fingers still span it
+                base = yaw_for_finger_axis(short_dir)
+                limit = np.arccos(np.clip(2 * short_half / 0.072, -1, 1))
+                deltas = np.linspace(-limit, limit, 9)
+            yaw = self.yaw if self.yaw is not None else choose_yaw(scene, center[:2], base, z, (self.obj,), deltas)
+            return {"xy": center[:2], "z": z, "yaw": yaw, "rim": False}
+        # too wide for the fingers (bowls, mugs): grasp the rim, one finger inside
+        radius = 0.5 * min(hi[0] - lo[0], hi[1] - lo[1])
+        if self.yaw is not None and self.rim_dir is not None:
+            point = center[:2] + self.rim_dir * (radius - 0.012)
+            return {"xy": point, "z": hi[2] - 0.022, "yaw": self.yaw, "rim": True}
+        best = None
+        z = hi[2] - 0.022
+        for angle in np.arange(8) * np.pi / 4:
+            direction = np.array([np.cos(angle), np.sin(angle)])
+            point = center[:2] + direction * (radius - 0.012)
+            yaw = yaw_for_finger_axis(direction)
+            score = min(hand_clearance(scene, point, yaw, z, (self.obj,)), 0.03)
+            score -= 0.01 * abs(yaw) / (np.pi / 2)  # prefer little rotation
+            score -= 0.02 * (direction[0] > 0.5)  # the far side is at the edge of the workspace
+            if best is None or score > best[0]:
+                best = (score, point, direction)
+        _, point, direction = best
+        self.rim_dir = direction
+        return {"xy": point, "z": hi[2] - 0.022, "yaw": yaw_for_finger_axis(direction), "rim": True}
+
+    # -- stages --------------------------------------------------------------------------------------------------
+    def _approach(self, scene: Scene) -> np.ndarray:
+        if self.t == 0:
+            self.yaw, self.rim_dir = None, None
+        self.plan = self.grasp_plan(scene)
+        self.yaw = self.plan["yaw"]
+        _lo, hi = scene.aabb(self.obj)
+        hover = max(hi[2] + 0.06, self.plan["z"] + 0.08)
+        target = np.array([*self.plan["xy"], max(hover, min(scene.eef[2], hover + 0.1))])
+        if self.t == 0:
+            self.obj_z0 = scene.pos(self.obj)[2]
+        err = target - scene.eef
+        if np.linalg.norm(err[:2]) < 0.012 and abs(err[2]) < 0.03 and yaw_error(scene, self.plan["yaw"]) < 0.12 or self.t > 80:
+            self.next()
+        return servo(scene, target, self.plan["yaw"], OPEN)
+
+    def _descend(self, scene: Scene) -> np.ndarray:
+        plan = self.grasp_plan(scene)
+        self.plan["xy"] = plan["xy"]
+        target = np.array([*self.plan["xy"], self.plan["z"]])
+        err = target - scene.eef
+        speed = 1.0 if err[2] < -0.05 else 0.6
+        if (abs(err[2]) < 0.006 and np.linalg.norm(err[:2]) < 0.01) or (self.t > 6 and self.stalled(scene.eef[2])) or self.t > 60:
+            self.next()
+        return servo(scene, target, self.plan["yaw"], OPEN, speed=speed)
+
+    def _grasp(self, scene: Scene) -> np.ndarray:
+        if self.t == 0:
+            self.hold = scene.eef.copy()
+        if self.t >= 8 and (self.stalled(scene.opening, window=2, eps=0.0005) or self.t > 14):
+            self.offset = scene.pos(self.obj) - scene.eef
+            self.grasp_eef_z = scene.eef[2]
+            self.next()
+        return servo(scene, self.hold, self.plan["yaw"], CLOSE)
+
+    def _carry_height(self, scene: Scene) -> float:
+        place = self.place_fn(scene)
+        lo, _ = scene.aabb(self.obj)
+        below = scene.eef[2] - lo[2]  # how far the held object hangs below the end effector
+        clear = max(place["clear"], obstacle_tops(scene, (self.obj,)))
+        return float(min(clear + 0.03 + below, table_height(scene) + 0.45))
+
+    def _lift(self, scene: Scene) -> np.ndarray:
+        if self.t == 0:
+            self.carry_z = max(self._carry_height(scene), self.grasp_eef_z + 0.06)
+            self.hold_xy = scene.eef[:2].copy()
+        risen = scene.eef[2] - self.grasp_eef_z
+        if risen > 0.04 and scene.pos(self.obj)[2] - self.obj_z0 < 0.5 * risen:
+            return self._lost(scene)
+        if scene.opening < 0.002:  # fingers closed on nothing
+            return self._lost(scene)
+        target = np.array([*self.hold_xy, self.carry_z])
+        if scene.eef[2] > self.carry_z - 0.02:
+            self.next()
+        return servo(scene, target, self.plan["yaw"], CLOSE)
+
+    def _lost(self, scene: Scene) -> np.ndarray:
+        self.retry("approach")
+        return servo(scene, scene.eef + np.array([0, 0, 0.03]), self.plan["yaw"], OPEN)
+
+    def _transport(self, scene: Scene) -> np.ndarray:
+        place = self.place_fn(scene)
+        if scene.opening < 0.002 or scene.pos(self.obj)[2] < self.obj_z0 + 0.01:
+            return self._lost(scene)
+        self.offset[:2] = scene.pos(self.obj)[:2] - scene.eef[:2]
+        target = np.array([*(place["xy"] - self.offset[:2]), self.carry_z])
+        err = target - scene.eef
+        if np.linalg.norm(err[:2]) < 0.012 or self.t > 120:
+            self.next()
+        return servo(scene, target, self.plan["yaw"], CLOSE)
+
+    def _lower(self, scene: Scene) -> np.ndarray:
+        place = self.place_fn(scene)
+        lo, _ = scene.aabb(self.obj)
+        below = scene.eef[2] - lo[2]
+        release_z = place["surface"] + place.get("drop", 0.01) + below
+        self.offset[:2] = scene.pos(self.obj)[:2] - scene.eef[:2]
+        target = np.array([*(place["xy"] - self.offset[:2]), release_z])
+        err = target - scene.eef
+        speed = 1.0 if err[2] < -0.06 else 0.5
+        if (abs(err[2]) < 0.008 and np.linalg.norm(err[:2]) < 0.01) or (self.t > 8 and self.stalled(scene.eef[2])) or self.t > 80:
+            self.next()
+        return servo(scene, target, self.plan["yaw"], CLOSE, speed=speed)
+
+    def _release(self, scene: Scene) -> np.ndarray:
+        if self.t == 0:
+            self.hold = scene.eef.copy()
+        if self.t >= 6 and (scene.opening > 0.06 or self.t > 12):
+            self.next()
+        return servo(scene, self.hold, self.plan["yaw"], OPEN)
+
+    def _retreat(self, scene: Scene) -> np.ndarray:
+        if self.t == 0:
+            self.hold = scene.eef.copy()
+        target = self.hold + np.array([0.0, 0.0, 0.08])
+        if scene.eef[2] > target[2] - 0.02 or self.t > 25:
+            self.next()
+        return servo(scene, target, self.plan["yaw"], OPEN)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# articulated fixtures
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class JointSkill(Skill):
+    """Base of skills on one articulated joint '<entity>/<joint>' with LIBERO's ranges."""
+
+    goal = "open"  # open | close | turnon | turnoff
+
+    def __init__(self, entity: str, joint: str, literal_index: int | None = None):
+        super().__init__(literal_index)
+        self.entity, self.joint_name = entity, joint
+        self.key = f"{entity}/{joint}"
+
+    def describe(self) -> dict:
+        return {"skill": self.name, "object": self.entity, "joint": self.joint_name, "goal": self.goal}
+
+    def q(self, scene: Scene) -> float:
+        return scene.joint(self.entity, self.joint_name)
+
+    def ranges(self, scene: Scene) -> np.ndarray:
+        return scene.get(f"ranges/{self.key}")
+
+    def reached(self, scene: Scene) -> bool:
+        """LIBERO's own test for the goal on this joint (Open/Close/TurnOn/TurnOff)."""
+        q, r = self.q(scene), self.ranges(scene)
+        opening_up = np.nanmean(r[0:2]) > np.nanmean(r[2:4]) if np.isfinite(r[0]) else True
+        if self.goal == "open":
+            return q > r[0] if opening_up else q < r[1]
+        if self.goal == "close":
+            return q < r[3] if opening_up else q > r[2]
+        if self.goal == "turnon":
+            return q >= r[4]
+        return q < r[7]
+
+    def satisfied(self, scene: Scene) -> bool:
+        return self.reached(scene)
+
+    def opening_dir(self, scene: Scene) -> np.ndarray:
+        """World direction a slide joint's part moves when opening."""
+        r = self.ranges(scene)
+        axis = scene.get(f"axis/{self.key}")
+        sign = 1.0 if np.nanmean(r[0:2]) > np.nanmean(r[2:4]) else -1.0
+        return sign * axis
+
+
+def facing(direction: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Gripper rotation pointing horizontally along `direction` with the fingers closing vertically (the sign of the
+    closing axis chosen nearest the current orientation `current`)."""
+    z = np.array([direction[0], direction[1], 0.0])
+    z /= np.linalg.norm(z)
+    best = None
+    for up in (1.0, -1.0):
+        y = np.array([0.0, 0.0, up])
+        rot = np.column_stack([np.cross(y, z), y, z])
+        err = np.linalg.norm(rotvec_of(rot @ current.T))
+        if best is None or err < best[0]:
+            best = (err, rot)
+    return best[1]
+
+
+class OpenDrawer(JointSkill):
+    """Grasp the drawer handle from the front, gripper horizontal with the fingers closing vertically around the
+    bar, and pull. (From above the hand would hit the drawer or handle above; see docs/expert.md.)"""
+
+    name = "open_drawer"
+    goal = "open"
+    stages = ("approach", "insert", "grasp", "pull", "release", "retreat")
+
+    def _setup(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+        o = self.opening_dir(scene)
+        o = np.array([o[0], o[1], 0.0]) / max(np.linalg.norm(o[:2]), 1e-6)
+        if getattr(self, "rot", None) is None:
+            self.rot = facing(-o, scene.eef_mat)
+        return scene.get(f"handle/{self.key}"), o
+
+    def _approach(self, scene: Scene) -> np.ndarray:
+        h, o = self._setup(scene)
+        target = h + 0.11 * o
+        far = np.linalg.norm(target[:2] - scene.eef[:2]) > 0.08
+        if far:  # travel at a safe height, then come down in front of the handle
+            target = np.array([target[0], target[1], max(target[2], scene.eef[2])])
+        err = target - scene.eef
+        if (not far and np.linalg.norm(err) < 0.012 and rotation_error(scene, self.rot) < 0.12) or self.t > 100:
+            self.next()
+        return servo_pose(scene, target, self.rot, OPEN)
+
+    def _insert(self, scene: Scene) -> np.ndarray:
+        h, o = self._setup(scene)
+        target = h + 0.005 * o
+        if np.linalg.norm(target - scene.eef) < 0.008 or (self.t > 6 and self.stalled(float(scene.eef @ o))) \
+                or self.t > 40:
+            self.next()
+        return servo_pose(scene, target, self.rot, OPEN, speed=0.6)
+
+    def _grasp(self, scene: Scene) -> np.ndarray:
+        if self.t == 0:
+            self.hold = scene.eef.copy()
+        if self.t >= 10:
+            self.next()
+        return servo_pose(scene, self.hold, self.rot, CLOSE)
+
+    def _pull(self, scene: Scene) -> np.ndarray:
+        h, o = self._setup(scene)
+        if self.t == 0:
+            self.start = scene.eef.copy()
+        if self.reached(scene):
+            self.next()
+        elif np.linalg.norm(h - scene.eef) > 0.045 or self.t > 60:  # slipped off the handle
+            self.rot = None
+            self.retry("approach")
+            return servo(scene, scene.eef + 0.03 * o, 0.0, OPEN, hold_orientation=False)
+        target = scene.eef + o * 0.04
+        target[2] = self.start[2]
+        return servo_pose(scene, target, self.rot, CLOSE, speed=0.7)
+
+    def _release(self, scene: Scene) -> np.ndarray:
+        if self.t == 0:
+            self.hold = scene.eef.copy()
+        if self.t >= 8:
+            self.next()
+        return servo_pose(scene, self.hold, self.rot, OPEN)
+
+    def _retreat(self, scene: Scene) -> np.ndarray:
+        _h, o = self._setup(scene)
+        if self.t == 0:
+            self.hold = scene.eef.copy()
+        target = self.hold + 0.06 * o + np.array([0.0, 0.0, 0.05])
+        if np.linalg.norm(target - scene.eef) < 0.02 or self.t > 20:
+            self.next()
+        return servo_pose(scene, target, self.rot, OPEN)
+
+
+class CloseDrawer(JointSkill):
+    """Put the closed gripper in front of the drawer face and push it shut."""
+
+    name = "close_drawer"
+    goal = "close"
+    stages = ("approach", "descend", "push", "retreat")
+
+    def _setup(self, scene: Scene):
+        o = self.opening_dir(scene)
+        o = np.array([o[0], o[1], 0.0]) / max(np.linalg.norm(o[:2]), 1e-6)
+        return scene.get(f"handle/{self.key}"), o, yaw_for_finger_axis(np.array([-o[1], o[0]]))
+
+    def _approach(self, scene: Scene) -> np.ndarray:
+        h, o, yaw = self._setup(scene)
+        target = h + 0.045 * o + np.array([0.0, 0.0, 0.08])
+        if (np.linalg.norm(target - scene.eef) < 0.015 and yaw_error(scene, yaw) < 0.15) or self.t > 80:
+            self.next()
+        return servo(scene, target, yaw, CLOSE)
+
+    def _descend(self, scene: Scene) -> np.ndarray:
+        h, o, yaw = self._setup(scene)
+        target = h + 0.045 * o + np.array([0.0, 0.0, 0.01])
+        if abs(target[2] - scene.eef[2]) < 0.008 or (self.t > 6 and self.stalled(scene.eef[2])) or self.t > 50:
+            self.next()
+        return servo(scene, target, yaw, CLOSE)
+
+    def _push(self, scene: Scene) -> np.ndarray:
+        h, o, yaw = self._setup(scene)
+        if self.t == 0:
+            self.z = scene.eef[2]
+        if self.reached(scene) or self.t > 70:
+            self.next()
+        target = scene.eef - 0.05 * o
+        target[2] = self.z
+        # stay on the handle's line across the pull direction
+        side = np.array([-o[1], o[0], 0.0])
+        target += side * float((h - scene.eef) @ side)
+        return servo(scene, target, yaw, CLOSE)
+
+    def _retreat(self, scene: Scene) -> np.ndarray:
+        _h, o, yaw = self._setup(scene)
+        if self.t == 0:
+            self.hold = scene.eef.copy()
+        target = self.hold + 0.04 * o + np.array([0.0, 0.0, 0.06])
+        if np.linalg.norm(target - scene.eef) < 0.02 or self.t > 25:
+            self.next()
+        return servo(scene, target, yaw, CLOSE)
+
+
+class HingeDoor(JointSkill):
+    """Swing a hinged door (the microwave's) towards `goal` by pushing its face along the arc."""
+
+    name = "close_door"
+    goal = "close"
+    stages = ("approach", "descend", "push", "retreat")
+
+    def _geometry(self, scene: Scene):
+        anchor = scene.get(f"anchor/{self.key}")
+        axis = scene.get(f"axis/{self.key}")
+        handle = scene.get(f"handle/{self.key}")
+        r = handle - anchor
+        r[2] = 0.0
+        radius = np.linalg.norm(r)
+        u = r / max(radius, 1e-6)
+        # direction the door face moves when the goal's side is reached (q increases towards close here)
+        r_range = self.ranges(scene)
+        closing_up = np.nanmean(r_range[2:4]) > np.nanmean(r_range[0:2])
+        sign = 1.0 if (closing_up == (self.goal == "close")) else -1.0
+        t = sign * np.cross(axis, u)
+        t[2] = 0.0
+        t /= max(np.linalg.norm(t), 1e-6)
+        part = scene.get(f"part/{self.key}")
+        return anchor, u, t, radius, part
+
+    def _point(self, scene: Scene) -> tuple[np.ndarray, float]:
+        anchor, u, t, radius, part = self._geometry(scene)
+        p = anchor + u * (0.75 * radius) - t * 0.035
+        p[2] = 0.5 * (part[2] + part[5])
+        return p, yaw_for_finger_axis(u[:2])
+
+    def _approach(self, scene: Scene) -> np.ndarray:
+        p, yaw = self._point(scene)
+        part = self._geometry(scene)[4]
+        target = np.array([p[0], p[1], part[5] + 0.05])
+        if (np.linalg.norm(target - scene.eef) < 0.015 and yaw_error(scene, yaw) < 0.15) or self.t > 90:
+            self.next()
+        return servo(scene, target, yaw, CLOSE)
+
+    def _descend(self, scene: Scene) -> np.ndarray:
+        p, yaw = self._point(scene)
+        if abs(p[2] - scene.eef[2]) < 0.01 or (self.t > 6 and self.stalled(scene.eef[2])) or self.t > 50:
+            self.next()
+        return servo(scene, p, yaw, CLOSE)
+
+    def _push(self, scene: Scene) -> np.ndarray:
+        anchor, u, t, radius, _part = self._geometry(scene)
+        _, yaw = self._point(scene)
+        if self.t == 0:
+            self.z = scene.eef[2]
+        if self.reached(scene) or self.t > 90:
+            self.next()
+        # keep the end effector at 0.75 of the handle radius, just behind the face, and move along the arc
+        rel = scene.eef - anchor
+        rel[2] = 0.0
+        target = anchor + u * (0.75 * radius) + t * 0.03
+        target[2] = self.z
+        return servo(scene, target, yaw, CLOSE)
+
+    def _retreat(self, scene: Scene) -> np.ndarray:
+        _, _u, t, _, _ = self._geometry(scene)
+        _, yaw = self._point(scene)
+        if self.t == 0:
+            self.hold = scene.eef.copy()
+        target = self.hold - t * 0.05 + np.array([0.0, 0.0, 0.02])
+        if np.linalg.norm(target - scene.eef) < 0.02 or self.t > 20:
+            self.next()
+        return servo(scene, target, yaw, CLOSE)
+
+
+class TurnKnob(JointSkill):
+    """Rotate a knob about its vertical axis by sweeping the closed fingertips against its grip bar.
+
+    The bar lies along the knob's angle q (at q = 0 along world x); the fingertips go down beside one end, behind
+    it in the turning direction, and circle the axis, pushing the bar round.
+    """
+
+    name = "turn_knob"
+    goal = "turnon"
+    stages = ("approach", "descend", "turn", "retreat")
+    RADIUS = 0.035
+    LEAD = 1.0  # rad behind the bar at the start: about 3 cm beside it
+
+    def _dir(self) -> float:
+        return 1.0 if self.goal == "turnon" else -1.0
+
+    def _center(self, scene: Scene) -> np.ndarray:
+        return scene.get(f"anchor/{self.key}")
+
+    def _start_point(self, scene: Scene) -> np.ndarray:
+        c = self._center(scene)
+        if getattr(self, "end", None) is None:  # the bar end nearer the gripper
+            q = self.q(scene)
+            ends = [q, q + np.pi]
+            self.end = min(ends, key=lambda a: np.linalg.norm(
+                c[:2] + self.RADIUS * np.array([np.cos(a), np.sin(a)]) - scene.eef[:2])) - q
+        phi = self.q(scene) + self.end - self._dir() * self.LEAD
+        return c + self.RADIUS * np.array([np.cos(phi), np.sin(phi), 0.0])
+
+    def _approach(self, scene: Scene) -> np.ndarray:
+        p = self._start_point(scene)
+        part = scene.get(f"part/{self.key}")
+        p[2] = part[5] + 0.04
+        if (np.linalg.norm(p - scene.eef) < 0.015 and yaw_error(scene, 0.0) < 0.15) or self.t > 80:
+            self.next()
+        return servo(scene, p, 0.0, CLOSE)
+
+    def _descend(self, scene: Scene) -> np.ndarray:
+        part = scene.get(f"part/{self.key}")
+        p = self._start_point(scene)
+        p[2] = part[2] + 0.45 * (part[5] - part[2])
+        if abs(p[2] - scene.eef[2]) < 0.006 or (self.t > 6 and self.stalled(scene.eef[2])) or self.t > 50:
+            self.next()
+        return servo(scene, p, 0.0, CLOSE, speed=0.6)
+
+    def _turn(self, scene: Scene) -> np.ndarray:
+        c = self._center(scene)
+        rel = scene.eef - c
+        phi = np.arctan2(rel[1], rel[0])
+        if self.t == 0:
+            self.z = scene.eef[2]
+            self.phi_start = phi
+        swept = self._dir() * (phi - self.phi_start)
+        swept = (swept + np.pi) % (2 * np.pi) - np.pi
+        r = self.ranges(scene)
+        margin_reached = self.q(scene) >= r[4] + 0.3 if self.goal == "turnon" else self.q(scene) < r[7]
+        if margin_reached or swept > 2.4 or self.t > 60:
+            self.next()
+        target_phi = phi + self._dir() * 0.5
+        target = c + self.RADIUS * np.array([np.cos(target_phi), np.sin(target_phi), 0.0])
+        target[2] = self.z
+        return servo(scene, target, 0.0, CLOSE)
+
+    def _retreat(self, scene: Scene) -> np.ndarray:
+        if self.t == 0:
+            self.hold = scene.eef.copy()
+        target = self.hold + np.array([0.0, 0.0, 0.07])
+        if np.linalg.norm(target - scene.eef) < 0.02 or self.t > 20:
+            self.next()
+        return servo(scene, target, 0.0, CLOSE)
+
+
+class Push(Skill):
+    """Push a flat object (a plate) along the table until its origin is inside a region."""
+
+    name = "push"
+    stages = ("approach", "descend", "push", "retreat")
+
+    def __init__(self, obj: str, target: str, literal_index: int | None = None):
+        super().__init__(literal_index)
+        self.obj, self.target = obj, target
+
+    def describe(self) -> dict:
+        return {"skill": self.name, "object": self.obj, "target": self.target}
+
+    def _geometry(self, scene: Scene):
+        lo, hi = scene.aabb(self.obj)
+        p = scene.pos(self.obj)
+        g = scene.pos(self.target)
+        d = g[:2] - p[:2]
+        dist = np.linalg.norm(d)
+        u = d / max(dist, 1e-6)
+        radius = 0.5 * max(hi[0] - lo[0], hi[1] - lo[1])
+        return p, g, u, dist, radius, lo, hi
+
+    def _behind(self, scene: Scene) -> tuple[np.ndarray, float]:
+        p, _g, u, _dist, radius, lo, _hi = self._geometry(scene)
+        b = np.array([*(p[:2] - u * (radius + 0.025)), lo[2] + 0.012])
+        return b, yaw_for_finger_axis(np.array([-u[1], u[0]]))
+
+    def _approach(self, scene: Scene) -> np.ndarray:
+        if self.t == 0:
+            self.locked = self._behind(scene)
+        b, yaw = self.locked
+        target = b + np.array([0.0, 0.0, 0.08])
+        if (np.linalg.norm(target - scene.eef) < 0.012 and yaw_error(scene, yaw) < 0.15) or self.t > 80:
+            self.next()
+        return servo(scene, target, yaw, CLOSE)
+
+    def _descend(self, scene: Scene) -> np.ndarray:
+        b, yaw = self.locked
+        if abs(b[2] - scene.eef[2]) < 0.006 or (self.t > 6 and self.stalled(scene.eef[2])) or self.t > 50:
+            self.next()
+        return servo(scene, b, yaw, CLOSE, speed=0.7)
+
+    def _push(self, scene: Scene) -> np.ndarray:
+        p, _g, u, dist, radius, _lo, _hi = self._geometry(scene)
+        _, yaw = self.locked
+        if self.t == 0:
+            self.z = scene.eef[2]
+        if dist < 0.01 or self.t > 100:
+            self.next()
+        # contact point behind the object on the line to the goal, advanced by the remaining distance
+        behind = p[:2] - u * (radius + 0.005)
+        target = np.array([*(behind + u * min(dist, 0.05)), self.z])
+        return servo(scene, target, yaw, CLOSE, speed=0.6)
+
+    def _retreat(self, scene: Scene) -> np.ndarray:
+        _, yaw = self.locked
+        if self.t == 0:
+            self.hold = scene.eef.copy()
+        target = self.hold + np.array([0.0, 0.0, 0.08])
+        if np.linalg.norm(target - scene.eef) < 0.02 or self.t > 20:
+            self.next()
+        return servo(scene, target, yaw, CLOSE)
