@@ -16,7 +16,8 @@ class SFTConfig:
     batch_size 64: fits any CPU; 7 tokens per sample.
     val_fraction 0.1: whole demonstrations held out, never single steps (steps of one demo are correlated).
     grad_clip 1.0: the usual transformer setting; guards the first steps of a from-scratch model.
-    torch_threads 2: the machine's cores; SFT runs alone (eval sets 1 so simulator workers keep theirs).
+    torch_threads 1: measured here, 2 threads on the 2 cores ran several times slower than 1 whenever any other
+        process was busy (OpenMP threads waiting on each other).
     """
 
     suite: str
@@ -32,7 +33,7 @@ class SFTConfig:
     val_fraction: float = 0.1
     max_demos_per_task: int | None = None
     seed: int = 0
-    torch_threads: int = 2
+    torch_threads: int = 1
     model: dict = field(default_factory=dict)  # TinyConfig overrides (d_model, n_layers, ...)
 
     def __post_init__(self) -> None:

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reset: OpenVLA's env.reset()+set_init_state; restore: clean-up + set_init_state")
     parser.add_argument("--workers", type=int, default=2, help="simulator worker processes (2 per 2 cores)")
     parser.add_argument("--seed", type=int, default=0, help="policy seed (sampling policies)")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="threads of a torch policy (1: the simulator workers use the other cores)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default results/eval/...)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -72,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         policy = make_policy(args.policy, seed=args.seed, checkpoint=args.checkpoint)
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from err
+    if "torch" in sys.modules:  # a torch policy was loaded
+        sys.modules["torch"].set_num_threads(args.torch_threads)
     try:
         summary = evaluate(request, policy, progress=not args.no_progress)
     except (OutputNotWritable, RunMismatch) as err:
