@@ -24,6 +24,14 @@ class UsageError(ValueError):
     """Bad input from the user: reported as one line, exit code 2."""
 
 
+def int_list(text: str) -> list[int]:
+    """argparse type for "0,3,7"."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip() != ""]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tgrpo-bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)

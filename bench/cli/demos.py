@@ -7,20 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from bench.cli import UsageError
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip() != ""]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+from bench.cli import UsageError, int_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", required=True, help="libero_spatial|libero_object|libero_goal|libero_10 "
                         "or spatial|object|goal|long")
-    parser.add_argument("--tasks", type=_int_list, default=None, help="task ids, e.g. 0,3 (default: all 10)")
+    parser.add_argument("--tasks", type=int_list, default=None, help="task ids, e.g. 0,3 (default: all 10)")
     parser.add_argument("--per-task", type=int, default=50, help="successful demos per task")
     parser.add_argument("--images", action="store_true",
                         help="render agentview and wrist images (the eval preprocessing); default state-only")

@@ -6,14 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli import UsageError
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip() != ""]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+from bench.cli import UsageError, int_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="checkpoint path for policies that load one")
     parser.add_argument("--suite", required=True, help="libero_spatial|libero_object|libero_goal|libero_10 "
                         "or spatial|object|goal|long")
-    parser.add_argument("--tasks", type=_int_list, default=None, help="task ids, e.g. 0,3 (default: all 10)")
+    parser.add_argument("--tasks", type=int_list, default=None, help="task ids, e.g. 0,3 (default: all 10)")
     parser.add_argument("--episodes", type=int, default=50, help="first N official init states per task (max 50)")
-    parser.add_argument("--episode-ids", type=_int_list, default=None, help="explicit init state indices 0..49")
+    parser.add_argument("--episode-ids", type=int_list, default=None, help="explicit init state indices 0..49")
     parser.add_argument("--obs", choices=("image", "state"), default="image", help="observation mode")
     parser.add_argument("--center-crop", action="store_true", help="90%% center crop (released checkpoints)")
     parser.add_argument("--wrist", action="store_true", help="also render the wrist camera")

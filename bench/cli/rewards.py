@@ -14,14 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli import UsageError
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip() != ""]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+from bench.cli import UsageError, int_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     gen = sub.add_parser("generate", help="write stage specs of a suite from rules or an LLM")
     gen.add_argument("--suite", required=True, help="spatial|object|goal|long or libero_* (or 'all')")
-    gen.add_argument("--tasks", type=_int_list, default=None, help="task ids, e.g. 0,3 (default: all 10)")
+    gen.add_argument("--tasks", type=int_list, default=None, help="task ids, e.g. 0,3 (default: all 10)")
     gen.add_argument("--source", choices=("rules", "llm"), default="rules")
     gen.add_argument("--out", type=Path, default=None,
                      help="output directory (default: the committed tgrpo/rewards/specs for rules, "
@@ -47,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     val = sub.add_parser("validate", help="replay expert demonstrations and failures; a table per task")
     val.add_argument("--suite", required=True)
-    val.add_argument("--tasks", type=_int_list, default=None)
+    val.add_argument("--tasks", type=int_list, default=None)
     val.add_argument("--episodes", type=int, default=3,
                      help="successful expert demonstrations wanted per task (official init states 0, 1, ...)")
     val.add_argument("--tries", type=int, default=None, help="init states tried at most (default 2 x episodes)")
@@ -57,14 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     kp = sub.add_parser("keyposes", help="derive key poses from expert demonstrations on sampled placements")
     kp.add_argument("--suite", required=True)
-    kp.add_argument("--tasks", type=_int_list, default=None)
+    kp.add_argument("--tasks", type=int_list, default=None)
     kp.add_argument("--demos", type=int, default=5, help="successful demonstrations wanted per task")
     kp.add_argument("--seed", type=int, default=1000, help="first placement seed (LIBERO's samplers)")
     kp.add_argument("--specs", type=Path, default=None)
 
     bn = sub.add_parser("bench", help="time the reward on [N, M + 1, D] against one simulated step")
     bn.add_argument("--suite", default="long")
-    bn.add_argument("--tasks", type=_int_list, default=None, help="task ids (default: 0)")
+    bn.add_argument("--tasks", type=int_list, default=None, help="task ids (default: 0)")
     bn.add_argument("--n", type=int, default=4, help="trajectories")
     bn.add_argument("--m", type=int, default=300, help="steps")
     bn.add_argument("--repeats", type=int, default=20)
