@@ -74,6 +74,7 @@ VOCABULARY = """Predicate vocabulary (all computed from simulator state; distanc
 Rules:
 - A stage is reached when its predicate and all "also" predicates hold and the previous stage was reached
   before; the reward is that of the furthest stage reached, so stage rewards must increase strictly, in (0, 1].
+  "latch": true keeps a stage reached while its "also" predicates hold (e.g. lifted, then carried while grasped).
 - The last stage must state every goal literal of the task, as its predicate or in "also".
 - One sub-plan per goal literal (a preparatory one, e.g. opening a closed drawer, may come first); later sub-plans
   keep earlier goal literals in "also".

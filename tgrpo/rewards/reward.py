@@ -1,9 +1,10 @@
 """TGRPO's per-step reward ``R_t = f1 + f2 (+ success bonus)`` from a stage spec, vectorised over a rollout.
 
 Stage index. Stages 1..K (sub-plans flattened). Stage k is *reached* at step t when its predicate and every
-``also`` predicate hold at t and stage k-1 was reached at some step <= t (stage 0 always counts as reached). The
-stage index s_t is the largest k reached at t, 0 if none: a per-state quantity that drops when, say, the object
-falls, but that cannot skip a stage (stages must be reached in order).
+``also`` predicate hold at t and stage k-1 was reached at some step <= t (stage 0 always counts as reached); a
+``latch`` stage also stays reached from then on while its ``also`` predicates keep holding. The stage index s_t is
+the largest k reached at t, 0 if none: a per-state quantity that drops when, say, the object falls, but that
+cannot skip a stage (stages must be reached in order).
 
 Terms, for the action taken at step t (its result is privileged index t + 1):
 
@@ -94,6 +95,7 @@ class StageReward:
         self.table = np.array([0.0] + [float(s["reward"]) for s in self.stages])
         self._checks = [[compile_predicate(geo, p) for p in [s["predicate"], *s.get("also", [])]]
                         for s in self.stages]
+        self._latch = [bool(s.get("latch", False)) for s in self.stages]
         overrides = key_poses or {}
         unknown = sorted(set(overrides) - set(self.names))
         if unknown:
@@ -106,24 +108,35 @@ class StageReward:
     def num_stages(self) -> int:
         return len(self.stages)
 
-    def predicates(self, P: np.ndarray) -> np.ndarray:
-        """bool [K, ..., T]: stage k's own condition (predicate and `also`) at each step, before ordering."""
+    def _conditions(self, P: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per stage: (its predicate, all its `also` predicates) as bool [..., T]."""
         out = []
         for checks in self._checks:
-            ok = checks[0](P)
+            also = np.ones(P.shape[:-1], dtype=bool)
             for extra in checks[1:]:
-                ok = ok & extra(P)
-            out.append(ok)
-        return np.stack(out)
+                also = also & extra(P)
+            out.append((checks[0](P), also))
+        return out
+
+    def predicates(self, P: np.ndarray) -> np.ndarray:
+        """bool [K, ..., T]: stage k's own condition (predicate and `also`) at each step, before ordering."""
+        return np.stack([pred & also for pred, also in self._conditions(np.asarray(P, dtype=np.float64))])
 
     def stage_index(self, P: np.ndarray) -> np.ndarray:
         """int [..., T] stage index of each state of privileged arrays [..., T, D] (time = axis -2)."""
         P = np.asarray(P, dtype=np.float64)
-        conds = self.predicates(P)
         stage = np.zeros(P.shape[:-1], dtype=np.int64)
         reached_prev = np.ones(P.shape[:-1], dtype=bool)
-        for k in range(self.num_stages):
-            now = conds[k] & reached_prev
+        steps = np.arange(P.shape[-2])
+        for k, (pred, also) in enumerate(self._conditions(P)):
+            now = pred & also & reached_prev
+            if self._latch[k]:
+                # held from a start while `also` holds: some start in (last step `also` failed, t]
+                last_false = np.maximum.accumulate(np.where(also, -1, steps), axis=-1)
+                starts = np.cumsum(now, axis=-1)
+                before = np.where(last_false >= 0,
+                                  np.take_along_axis(starts, np.maximum(last_false, 0), axis=-1), 0)
+                now = also & (starts - before > 0)
             stage[now] = k + 1
             reached_prev = np.logical_or.accumulate(now, axis=-1)
         return stage

@@ -2,8 +2,9 @@
 
 Each goal literal that is not already true in the BDDL initial state becomes one sub-plan:
 
-- ``in``/``on`` X Y (pick and place): reach X, grasp X, lift X (lifted by 5 cm while grasped), carry X above Y,
-  then the literal itself; "push" instructions: reach X, X horizontally near Y, then the literal;
+- ``in``/``on`` X Y (pick and place): reach X, grasp X, lift X (lifted by 5 cm while grasped, then latched while
+  grasped: carrying it down to a lower target keeps the stage), carry X above Y, then the literal itself; "push"
+  instructions: reach X, X horizontally near Y, then the literal;
 - ``open``/``close`` of a drawer region or door, ``turnon``/``turnoff`` of a knob: reach its handle, the joint
   moved part of the way, then the literal.
 
@@ -26,7 +27,8 @@ LIFT_KEY_HEIGHT = 0.15  # m: lift key pose above the object's start center
 CARRY_KEY_HEIGHT = 0.12  # m: carry key pose above the target's top
 PLACE_KEY_HEIGHT = 0.05  # m: place key pose above the target's top
 CARRY_XY_TOL = 0.08  # m: "above" = centers within this horizontally (a plate, the basket are 12-14 cm wide)
-CARRY_MIN_DZ = -0.05  # m: bottom of X at most 5 cm below the top of Y (lowered into a basket or a drawer)
+CARRY_MIN_DZ = {"on": -0.05, "in": -0.15}  # m: bottom of X at most this far below the top of Y (objects whose
+# origin is high above their bottom, bottles, are deep in a container before LIBERO's In, which reads the origin)
 PUSH_XY_TOL = 0.08  # m
 HANDLE_DIST = 0.05  # m: "reach the handle"
 PARTIAL_PROGRESS = 0.3  # fraction of the way to LIBERO's open/close/turn-on threshold
@@ -67,13 +69,13 @@ def _pick_place(facts: TaskFacts, lit, holds) -> tuple[str, list[dict]]:
         {"name": f"grasp_{obj}", "description": f"{obj} between the closed fingers",
          "predicate": {"type": "grasped", "entity": obj}, "also": also,
          "key_pose": _key(obj, "center")},
-        {"name": f"lift_{obj}", "description": f"{obj} lifted {LIFT_HEIGHT} m while grasped",
+        {"name": f"lift_{obj}", "description": f"{obj} lifted {LIFT_HEIGHT} m, then held (latched while grasped)",
          "predicate": {"type": "lifted", "entity": obj, "height": LIFT_HEIGHT},
-         "also": [{"type": "grasped", "entity": obj}, *also],
+         "also": [{"type": "grasped", "entity": obj}, *also], "latch": True,
          "key_pose": _key(obj, "center", at="start", offset=(0.0, 0.0, LIFT_KEY_HEIGHT))},
         {"name": f"carry_{obj}", "description": f"{obj} above {target}",
          "predicate": {"type": "above", "entity": obj, "target": target, "xy_tol": CARRY_XY_TOL,
-                       "min_dz": CARRY_MIN_DZ}, "also": also,
+                       "min_dz": CARRY_MIN_DZ[relation]}, "also": also,
          "key_pose": _key(target, "top", offset=(0.0, 0.0, CARRY_KEY_HEIGHT))},
         {"name": f"place_{obj}", "description": f"{kind} {obj} {target} (LIBERO)",
          "predicate": _literal_pred(lit), "also": also,

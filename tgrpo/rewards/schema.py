@@ -170,6 +170,7 @@ def check_spec(doc, facts: TaskFacts, source: dict | None = None) -> dict:
             stage["also"] = [_normalise_predicate(p) for p in stage.get("also", [])]
             stage["key_pose"] = _normalise_key_pose(stage.get("key_pose"))
             stage.setdefault("description", "")
+            stage.setdefault("latch", False)
         plan.setdefault("goal_literal", None)
 
     problems = _check_entities(spec, facts)

@@ -9,7 +9,9 @@ Per task, from official init states 0, 1, ... until N expert demonstrations succ
 
 Checks (the spec passes when all hold and there is at least one demonstration):
 
-1. ``monotone``: the stage index never decreases along a successful demonstration;
+1. ``monotone``: the stage index never decreases along a successful demonstration (demonstrations whose own
+   stage log goes backwards, e.g. a retried grasp, are reported as ``retried`` and not held to this: the object
+   really was not held any more);
 2. ``reaches_last``: it is the last stage on the success step;
 3. ``separates``: failures' mean return (default RewardConfig) is below the successes' mean return;
 4. reported, not gating: ``final_agreement``, the fraction of steps over all rollouts where "last stage reached"
@@ -39,6 +41,7 @@ class Episode:
     privileged: np.ndarray  # [T + 1, D]
     done: np.ndarray  # [T]
     success: bool
+    retried: bool = False  # the demonstrator's own stage log went backwards (a retried grasp, ...)
 
 
 @dataclass
@@ -50,6 +53,7 @@ class TaskValidation:
     stages: int
     demos: int
     demos_monotone: int
+    demos_retried: int
     demos_reach_last: int
     worst_drop: int
     failures: int
@@ -119,7 +123,9 @@ def run_episode(env, policy: Policy, init_state, max_steps: int, kind: str, init
         done.append(d)
         if d or env.finished:
             break
-    return Episode(kind, init_index, np.array(priv), np.array(done, dtype=bool), bool(any(done)))
+    log = getattr(policy, "stage_log", None)  # the expert's own stage per step, when it keeps one
+    retried = bool(log is not None and (np.diff(np.asarray(log(0))) < 0).any())
+    return Episode(kind, init_index, np.array(priv), np.array(done, dtype=bool), bool(any(done)), retried)
 
 
 def check_task(reward: StageReward, demos: list[Episode], failures: list[Episode],
@@ -131,15 +137,18 @@ def check_task(reward: StageReward, demos: list[Episode], failures: list[Episode
     worst = 0
     reasons: list[str] = []
     agree_num = agree_den = 0
+    clean = [ep for ep in demos if not ep.retried]
     for ep in demos:
         stage = reward.stage_index(ep.privileged)
+        t_success = int(np.flatnonzero(ep.done)[0]) + 1
+        if stage[t_success] == k_last:
+            reach += 1
+        if ep.retried:  # the demonstration itself went back (e.g. a missed grasp): a drop is faithful
+            continue
         drops = np.diff(stage)
         worst = max(worst, int(-drops.min()) if len(drops) and drops.min() < 0 else 0)
         if not (drops < 0).any():
             monotone += 1
-        t_success = int(np.flatnonzero(ep.done)[0]) + 1
-        if stage[t_success] == k_last:
-            reach += 1
     lengths = {ep.init_index: len(ep.done) for ep in demos}
     ret_s = [float(reward.terms(ep.privileged[None], ep.done[None], config=config).returns[0]) for ep in demos]
     ret_f, stage_f = [], []
@@ -154,8 +163,8 @@ def check_task(reward: StageReward, demos: list[Episode], failures: list[Episode
         agree_num += int(((stage == k_last) == ep.done).sum())
         agree_den += len(ep.done)
     if demos:
-        if monotone < len(demos):
-            reasons.append(f"stage index decreases in {len(demos) - monotone} of {len(demos)} demos "
+        if monotone < len(clean):
+            reasons.append(f"stage index decreases in {len(clean) - monotone} of {len(clean)} demos "
                            f"(worst drop {worst})")
         if reach < len(demos):
             reasons.append(f"last stage not reached at the success step in {len(demos) - reach} of {len(demos)} "
@@ -163,9 +172,10 @@ def check_task(reward: StageReward, demos: list[Episode], failures: list[Episode
     separates = bool(ret_f) and bool(ret_s) and np.mean(ret_f) < np.mean(ret_s)
     if demos and ret_f and not separates:
         reasons.append(f"failures score {np.mean(ret_f):.2f} on average, successes {np.mean(ret_s):.2f}")
-    status = "no-demo" if not demos else ("pass" if not reasons else "fail")
+    status = "fail" if reasons else ("no-demo" if not clean else "pass")
     return {
         "status": status, "stages": k_last, "demos": len(demos), "demos_monotone": monotone,
+        "demos_retried": len(demos) - len(clean),
         "demos_reach_last": reach, "worst_drop": worst, "failures": len(failures),
         "mean_return_success": round(float(np.mean(ret_s)), 3) if ret_s else None,
         "mean_return_failure": round(float(np.mean(ret_f)), 3) if ret_f else None,
@@ -239,10 +249,12 @@ def table(rows: list[TaskValidation]) -> str:
     head = ("| task | stages | status | demos | monotone | last stage at success | return success | "
             "return failure | failures | final = success |")
     lines = [head, "|" + "---|" * 10]
+    fmt_demos = (lambda r: f"{r.demos}" + (f" ({r.demos_retried} retried)" if r.demos_retried else ""))
     for r in rows:
         fmt = (lambda x: "-" if x is None else f"{x:.2f}")
         lines.append(
-            f"| {r.suite}/{r.task_id} | {r.stages} | {r.status} | {r.demos} | {r.demos_monotone}/{r.demos} | "
+            f"| {r.suite}/{r.task_id} | {r.stages} | {r.status} | {fmt_demos(r)} | "
+            f"{r.demos_monotone}/{r.demos - r.demos_retried} | "
             f"{r.demos_reach_last}/{r.demos} | {fmt(r.mean_return_success)} | {fmt(r.mean_return_failure)} | "
             f"{r.failures} | {'-' if r.final_agreement is None else f'{100 * r.final_agreement:.1f}%'} |")
     return "\n".join(lines)

@@ -106,6 +106,22 @@ def test_checks_catch_a_drop_a_missed_last_stage_and_a_bad_ordering(setup):
     assert out["status"] == "fail" and "failures score" in out["reasons"][-1]
 
 
+def test_a_retried_demonstration_may_go_back(setup):
+    layout, spec = setup
+    reward = StageReward(spec, layout)
+    good = demo(layout)
+    retry = np.stack([good[0], good[1], good[2], good[0], good[1], good[2], good[3], good[4]])  # 0 1 2 0 1 2 3 4
+    ep = _ep(retry)
+    out = check_task(reward, [ep], [])
+    assert out["status"] == "fail" and "decreases in 1 of 1" in out["reasons"][0]
+    ep.retried = True  # the demonstrator's own log went back too: a faithful drop
+    out = check_task(reward, [_ep(good), ep], [])
+    assert out["status"] == "pass" and out["demos_retried"] == 1 and out["demos_monotone"] == 1
+    assert out["demos_reach_last"] == 2
+    out = check_task(reward, [ep], [])
+    assert out["status"] == "no-demo"  # no clean demonstration: nothing to hold the spec to
+
+
 def test_no_demo_is_its_own_status(setup):
     layout, spec = setup
     out = check_task(StageReward(spec, layout), [], [_ep(demo(layout)[:3], "expert")])
@@ -115,9 +131,12 @@ def test_no_demo_is_its_own_status(setup):
 def test_table_has_a_row_per_task():
     from tgrpo.rewards.validate import TaskValidation
 
-    row = TaskValidation("libero_object", 0, "x", "pass", 5, 2, 2, 2, 0, 6, 22.6, -9.1, 1.0, 1.2)
+    row = TaskValidation(suite="libero_object", task_id=0, spec_sha256="x", status="pass", stages=5, demos=3,
+                         demos_monotone=2, demos_retried=1, demos_reach_last=3, worst_drop=0, failures=6,
+                         mean_return_success=22.6, mean_return_failure=-9.1, final_agreement=1.0,
+                         mean_stage_failure=1.2)
     text = table([row])
-    assert "| libero_object/0 | 5 | pass | 2 | 2/2 | 2/2 | 22.60 | -9.10 | 6 | 100.0% |" in text
+    assert "| libero_object/0 | 5 | pass | 3 (1 retried) | 2/2 | 3/3 | 22.60 | -9.10 | 6 | 100.0% |" in text
 
 
 def test_failure_wrappers_freeze_or_keep_the_gripper_open():

@@ -1,5 +1,6 @@
 """Dense stage reward on hand-built privileged vectors: every expected number below is worked out by hand."""
 
+import json
 import math
 
 import numpy as np
@@ -144,6 +145,22 @@ def test_dropping_the_object_lowers_the_stage(toy):
     dropped = make_state(reward.layout, (0.5, 0, 0.94), 0.078, (0.5, 0, 0.8))  # fingers open, can back down
     seq = np.stack([*states[:4], dropped])
     assert reward.stage_index(seq).tolist() == [0, 1, 2, 3, 0]  # eef 8 cm above the box: not even near
+
+
+def test_latched_stage_holds_while_its_also_holds(toy):
+    reward, states = toy
+    spec = json.loads(json.dumps(reward.spec))
+    spec["subplans"][0]["stages"][2]["latch"] = True  # lift: lifted (predicate), grasped (also)
+    latched = StageReward(spec, reward.layout)
+    lowered = make_state(reward.layout, (0.5, 0, 0.86), 0.05, (0.5, 0, 0.82))  # held, only 2 cm up now
+    released = make_state(reward.layout, (0.5, 0, 0.86), 0.078, (0.5, 0, 0.82))  # fingers open
+    seq = np.stack([*states[:4], lowered, lowered, released, lowered])
+    assert reward.stage_index(seq).tolist() == [0, 1, 2, 3, 2, 2, 1, 2]
+    # latched: stays at lift while grasped; after the release it must be lifted again
+    assert latched.stage_index(seq).tolist() == [0, 1, 2, 3, 3, 3, 1, 2]
+    # batched, and a latch that starts on the first step
+    both = latched.stage_index(np.stack([seq, seq[[0, 1, 2, 3, 3, 4, 4, 4]]]))
+    assert both[1].tolist() == [0, 1, 2, 3, 3, 3, 3, 3]
 
 
 def test_mask_zeroes_finished_steps_and_batches(toy):
