@@ -9,9 +9,9 @@ Per task, from official init states 0, 1, ... until N expert demonstrations succ
 
 Checks (the spec passes when all hold and there is at least one demonstration):
 
-1. ``monotone``: the stage index never decreases along a successful demonstration (demonstrations whose own
-   stage log goes backwards, e.g. a retried grasp, are reported as ``retried`` and not held to this: the object
-   really was not held any more);
+1. ``monotone``: the stage index never decreases along a successful demonstration (demonstrations that went
+   back by their own record, a retried grasp or a replanned skill, are reported as ``retried`` and not held to
+   this: the object really was dropped, the knob really turned back);
 2. ``reaches_last``: it is the last stage on the success step;
 3. ``separates``: failures' mean return (default RewardConfig) is below the successes' mean return;
 4. reported, not gating: ``final_agreement``, the fraction of steps over all rollouts where "last stage reached"
@@ -81,6 +81,11 @@ class _Frozen(Policy):
         self.t = 0
         self.base.begin_episode(slot, instruction, episode_key, layout)
 
+    def __getattr__(self, name):  # the wrapped demonstrator's records (stage_log, transitions)
+        if name in ("stage_log", "transitions"):
+            return getattr(self.base, name)
+        raise AttributeError(name)
+
     def act(self, obs, instructions, slots, mode="greedy", temperature=1.0):
         self.t += 1
         if self.t <= self.steps:
@@ -103,6 +108,11 @@ class _GripperOpen(Policy):
     def begin_episode(self, slot, instruction, episode_key=(), layout=None):
         self.base.begin_episode(slot, instruction, episode_key, layout)
 
+    def __getattr__(self, name):
+        if name in ("stage_log", "transitions"):
+            return getattr(self.base, name)
+        raise AttributeError(name)
+
     def act(self, obs, instructions, slots, mode="greedy", temperature=1.0):
         out = self.base.act(obs, instructions, slots, mode, temperature)
         a = np.array(out.actions, dtype=np.float64)
@@ -123,9 +133,23 @@ def run_episode(env, policy: Policy, init_state, max_steps: int, kind: str, init
         done.append(d)
         if d or env.finished:
             break
-    log = getattr(policy, "stage_log", None)  # the expert's own stage per step, when it keeps one
-    retried = bool(log is not None and (np.diff(np.asarray(log(0))) < 0).any())
-    return Episode(kind, init_index, np.array(priv), np.array(done, dtype=bool), bool(any(done)), retried)
+    return Episode(kind, init_index, np.array(priv), np.array(done, dtype=bool), bool(any(done)),
+                   demonstrator_retried(policy))
+
+
+def demonstrator_retried(policy, slot: int = 0) -> bool:
+    """Whether the demonstrator went back during the episode, by its own record when it keeps one: its stage
+    log decreased (a retried grasp), or it entered the same stage of the same skill on the same entities twice
+    (a replan after a failed attempt). Policies without such a record count as not retried."""
+    log = getattr(policy, "stage_log", None)
+    if log is not None and (np.diff(np.asarray(log(slot))) < 0).any():
+        return True
+    transitions = getattr(policy, "transitions", None)
+    if transitions is None:
+        return False
+    keys = [tuple(str(tr.get(k)) for k in ("skill", "object", "target", "joint", "stage"))
+            for tr in transitions(slot)]
+    return len(keys) != len(set(keys))
 
 
 def check_task(reward: StageReward, demos: list[Episode], failures: list[Episode],

@@ -160,3 +160,25 @@ def test_failure_wrappers_freeze_or_keep_the_gripper_open():
     opened.begin_episode(0, "x")
     a = opened.act({}, ["x"], [0]).actions[0]
     assert a[0] == pytest.approx(0.1) and a[6] == -1.0
+
+
+def test_demonstrator_retries_are_read_from_its_own_record():
+    from tgrpo.rewards.validate import _GripperOpen, demonstrator_retried
+
+    class Demo:
+        def __init__(self, log, transitions):
+            self._log, self._tr = log, transitions
+
+        def stage_log(self, slot):
+            return self._log
+
+        def transitions(self, slot):
+            return self._tr
+
+    pick = [{"skill": "pick_place", "object": "a", "target": "b", "stage": s} for s in ("approach", "grasp")]
+    other = [{"skill": "pick_place", "object": "c", "target": "b", "stage": s} for s in ("approach", "grasp")]
+    assert not demonstrator_retried(Demo([0, 0, 1, 2, 3], pick + other))  # two objects: no retry
+    assert demonstrator_retried(Demo([0, 1, 2, 0, 1], pick))  # its stage went back
+    assert demonstrator_retried(Demo([0, 1, 2, 3, 4], pick + pick))  # replanned the same skill
+    assert demonstrator_retried(_GripperOpen(Demo([0, 1, 0], pick)))  # wrappers forward the record
+    assert not demonstrator_retried(object())  # no record: not retried
