@@ -1,7 +1,7 @@
 """Benchmark: env-steps/s of our lock-step group rollout against LIBERO's own SubprocVectorEnv, same settings.
 
 Both sides step 2 envs of the same task from the same official init state with the same action sequence:
-restore the state, 10 wait steps, then `steps` actions. Ours adds the protocol's per-step work (image
+restore the state, 10 wait steps, then `steps` actions; repeats alternate between the two sides. Ours adds the protocol's per-step work (image
 preprocessing, privileged state, the policy call). Reported as a ratio measured in the same run.
 
     python -m bench.benchmarks.rollout_overhead --out results/bench/rollout
@@ -42,22 +42,27 @@ class ReplayPolicy(Policy):
         return PolicyOutput(out)
 
 
-def _ours(obs: ObsConfig, state: np.ndarray, actions: np.ndarray, repeats: int) -> list[float]:
-    from tgrpo.envs.protocol import Protocol
-    from tgrpo.envs.rollout import group_rollout
-    from tgrpo.envs.workers import EnvSpec, WorkerPool
+class _Ours:
+    """Our worker pool with 2 envs, kept alive across repeats."""
 
-    spec = EnvSpec("libero_object", 0, obs, Protocol(episode_start="restore"))
-    rates = []
-    with WorkerPool(2) as pool:
-        pool.ensure_many({0: spec, 1: spec})
-        for _ in range(repeats):
-            start = time.perf_counter()
-            r = group_rollout(pool, spec, ReplayPolicy(actions), state, stop_rule="independent",
-                              max_steps=len(actions))
-            elapsed = time.perf_counter() - start
-            rates.append(2 * (int(r.length.max()) + 10) / elapsed)
-    return rates
+    def __init__(self, obs: ObsConfig):
+        from tgrpo.envs.protocol import Protocol
+        from tgrpo.envs.workers import EnvSpec, WorkerPool
+
+        self.spec = EnvSpec("libero_object", 0, obs, Protocol(episode_start="restore"))
+        self.pool = WorkerPool(2)
+        self.pool.ensure_many({0: self.spec, 1: self.spec})
+
+    def run(self, state: np.ndarray, actions: np.ndarray) -> float:
+        from tgrpo.envs.rollout import group_rollout
+
+        start = time.perf_counter()
+        r = group_rollout(self.pool, self.spec, ReplayPolicy(actions), state, stop_rule="independent",
+                          max_steps=len(actions))
+        return 2 * (int(r.length.max()) + 10) / (time.perf_counter() - start)
+
+    def close(self) -> None:
+        self.pool.close()
 
 
 def _make_env(obs: ObsConfig):
@@ -79,25 +84,44 @@ def _make_env(obs: ObsConfig):
     return build
 
 
-def _baseline(obs: ObsConfig, state: np.ndarray, actions: np.ndarray, repeats: int) -> list[float]:
-    from libero.libero.envs.venv import SubprocVectorEnv
+class _Baseline:
+    """LIBERO's SubprocVectorEnv with 2 envs, kept alive across repeats."""
 
-    venv = SubprocVectorEnv([_make_env(obs), _make_env(obs)])
-    wait = np.tile(np.array([0, 0, 0, 0, 0, 0, -1.0]), (2, 1))
-    rates = []
+    def __init__(self, obs: ObsConfig):
+        from libero.libero.envs.venv import SubprocVectorEnv
+
+        self.venv = SubprocVectorEnv([_make_env(obs), _make_env(obs)])
+
+    def run(self, state: np.ndarray, actions: np.ndarray) -> float:
+        wait = np.tile(np.array([0, 0, 0, 0, 0, 0, -1.0]), (2, 1))
+        self.venv.reset()  # untimed; robosuite's horizon (1000 steps) counts across set_init_state otherwise
+        start = time.perf_counter()
+        self.venv.set_init_state(np.stack([state, state]))
+        for _ in range(10):
+            self.venv.step(wait)
+        for a in actions:
+            self.venv.step(np.stack([a, a]))
+        return 2 * (len(actions) + 10) / (time.perf_counter() - start)
+
+    def close(self) -> None:
+        self.venv.close()
+
+
+def _interleaved(obs: ObsConfig, state: np.ndarray, actions: np.ndarray, repeats: int):
+    """Alternate baseline and ours repeat by repeat (both sides alive, idle while the other runs), so that a
+    change of machine load during the run falls on both sides alike."""
+    base, ours = _Baseline(obs), None
     try:
-        venv.reset()
+        ours = _Ours(obs)
+        base_rates, our_rates = [], []
         for _ in range(repeats):
-            start = time.perf_counter()
-            venv.set_init_state(np.stack([state, state]))
-            for _ in range(10):
-                venv.step(wait)
-            for a in actions:
-                venv.step(np.stack([a, a]))
-            rates.append(2 * (len(actions) + 10) / (time.perf_counter() - start))
+            base_rates.append(base.run(state, actions))
+            our_rates.append(ours.run(state, actions))
+        return base_rates, our_rates
     finally:
-        venv.close()
-    return rates
+        base.close()
+        if ours is not None:
+            ours.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"subset of {','.join(SETTINGS)}")
     parser.add_argument("--state-steps", type=int, default=200)
     parser.add_argument("--image-steps", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 
     from bench.provenance import provenance
@@ -119,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = args.state_steps if obs.mode == "state" else args.image_steps
         actions = np.random.default_rng(0).uniform(-0.3, 0.3, (steps, 7))
         actions[:, 6] = -1.0
-        base = _baseline(obs, state, actions, args.repeats)
-        ours = _ours(obs, state, actions, args.repeats)
+        base, ours = _interleaved(obs, state, actions, args.repeats)
         row = {"setting": name, "steps": steps, "repeats": args.repeats,
                "baseline_steps_per_s": statistics.median(base), "ours_steps_per_s": statistics.median(ours),
                "baseline_all": base, "ours_all": ours}
