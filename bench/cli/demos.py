@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="key-pose cache directory (default data/keyposes, or $TGRPO_KEYPOSES)")
     parser.add_argument("--episode-start", choices=("reset", "restore"), default="restore",
                         help="episode start after sampling the placement (restore is bit-identical and faster)")
+    parser.add_argument("--action-noise", type=float, default=0.0,
+                        help="std of Gaussian noise on the executed arm actions (noise injection); the recorded "
+                             "actions stay the expert's labels (default 0: no noise)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -45,6 +48,8 @@ def _request(args):
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
         if args.max_attempts_factor < 1:
             raise ValueError("--max-attempts-factor must be at least 1")
+        if not 0 <= args.action_noise <= 1:
+            raise ValueError(f"--action-noise must be in [0, 1], got {args.action_noise}")
         if args.no_wrist and not args.images:
             raise ValueError("--no-wrist only applies with --images")
     except ValueError as err:
@@ -57,7 +62,8 @@ def _request(args):
     return DemoRequest(suite=suite, task_ids=tuple(tasks), per_task=args.per_task, out_dir=args.out,
                        keypose_root=args.keyposes or KEYPOSE_ROOT, images=args.images, wrist=not args.no_wrist,
                        privileged=not args.no_privileged, seed=args.seed, workers=args.workers,
-                       max_attempts_factor=args.max_attempts_factor, episode_start=args.episode_start)
+                       max_attempts_factor=args.max_attempts_factor, episode_start=args.episode_start,
+                       action_noise=args.action_noise)
 
 
 def run(args: argparse.Namespace) -> int:

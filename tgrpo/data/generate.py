@@ -38,6 +38,7 @@ class DemoRequest:
     workers: int = 1
     max_attempts_factor: float = 2.0
     episode_start: str = "restore"
+    action_noise: float = 0.0
 
 
 def task_paths(request: DemoRequest, task_name: str) -> tuple[Path, Path]:
@@ -97,6 +98,7 @@ def file_attrs(env, request: DemoRequest, obs_cfg) -> dict:
         "suite": request.suite, "task_id": info.task_id, "task_name": info.name,
         "generator": "tgrpo-bench demos (scripted expert, tgrpo/experts)",
         "init_source": "fresh placements from env.reset() with the recorded seed; none equals an official state",
+        "action_noise": request.action_noise,
     }
 
 
@@ -134,7 +136,8 @@ def run_task(request: DemoRequest, task_id: int, report) -> dict:
             seed = request.seed + task_id * SEED_STRIDE + attempt
             init_state, used_seed = fresh_init_state(env, seed, official)
             rec = record_episode(env, expert, init_state, episode_key=(task_id, "train", used_seed),
-                                 privileged=request.privileged)
+                                 privileged=request.privileged, action_noise=request.action_noise,
+                                 noise_seed=used_seed)
             steps_total += rec.steps
             wall_total += rec.wall_s
             row = {"attempt": attempt, "seed": used_seed, "success": rec.success, "steps": rec.steps,

@@ -14,7 +14,9 @@ files and ours alike::
 
 Additions of this project, ignored by LIBERO's and robomimic's loaders: per demo the attrs ``seed``,
 ``init_source`` ('fresh': placements sampled by ``env.reset()``), ``stage_names`` and ``stage_transitions`` (JSON),
-the dataset ``stage_index`` [T] (the expert's stage at each step) and optionally ``obs/privileged`` [T, D];
+the dataset ``stage_index`` [T] (the expert's stage at each step), optionally ``obs/privileged`` [T, D] and
+``executed_actions`` [T, 7] (when the generator perturbed the executed actions, ``actions`` holds the expert's
+unperturbed labels and this the actions the simulator received: replay these, train on those);
 on ``data`` the attrs ``image_preprocessing`` (JSON) and ``privileged_layout`` (JSON).
 
 A demo is written as its own small file first (``write_demo_file``, atomic rename) and the per-task dataset is
@@ -50,6 +52,7 @@ class Demo:
     robot_states: np.ndarray | None = None
     attrs: dict = field(default_factory=dict)
     stage_index: np.ndarray | None = None
+    executed_actions: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
@@ -64,6 +67,8 @@ class Demo:
                 raise ValueError(f"{name} has {len(arr)} steps, actions have {t}")
         if self.stage_index is not None and len(self.stage_index) != t:
             raise ValueError("stage_index length differs from actions")
+        if self.executed_actions is not None and np.shape(self.executed_actions) != self.actions.shape:
+            raise ValueError("executed_actions must have the shape of actions")
 
     @property
     def stage_transitions(self) -> list[dict]:
@@ -92,6 +97,8 @@ def write_demo_group(group: h5py.Group, demo: Demo) -> None:
     group.create_dataset("dones", data=np.asarray(demo.dones, dtype=np.uint8))
     if demo.stage_index is not None:
         group.create_dataset("stage_index", data=np.asarray(demo.stage_index, dtype=np.int32))
+    if demo.executed_actions is not None:
+        group.create_dataset("executed_actions", data=np.asarray(demo.executed_actions, dtype=np.float64))
     group.attrs["num_samples"] = len(demo)
     group.attrs["init_state"] = np.asarray(demo.states[0], dtype=np.float64)
     for key, value in demo.attrs.items():
@@ -118,6 +125,7 @@ def read_demo_group(group: h5py.Group, obs_keys: tuple[str, ...] | None = None) 
         robot_states=group["robot_states"][()] if "robot_states" in group else None,
         attrs=attrs,
         stage_index=group["stage_index"][()] if "stage_index" in group else None,
+        executed_actions=group["executed_actions"][()] if "executed_actions" in group else None,
     )
 
 

@@ -63,10 +63,25 @@ def _axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
     return np.asarray(quat2axisangle(np.asarray(quat_xyzw, dtype=np.float64)))
 
 
+def perturb(action: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """The action the simulator receives when demonstrations are collected with noise injection (DART, Laskey et
+    al. 2017): Gaussian noise of std `noise` on the six arm dims, clipped to the action range; the gripper is kept."""
+    out = np.array(action, dtype=np.float64)
+    out[:6] = np.clip(out[:6] + rng.normal(0.0, noise, 6), -1.0, 1.0)
+    return out
+
+
 def record_episode(env, expert, init_state: np.ndarray, episode_key: tuple = (), privileged: bool = True,
-                   slot: int = 0) -> Recording:
-    """Run the expert from `init_state` under the env's protocol and collect a LIBERO-layout demo."""
+                   slot: int = 0, action_noise: float = 0.0, noise_seed: int = 0) -> Recording:
+    """Run the expert from `init_state` under the env's protocol and collect a LIBERO-layout demo.
+
+    With `action_noise` > 0 the executed actions are perturbed (`perturb`, noise drawn from `noise_seed`) while
+    the demo's `actions` keep the expert's own labels for the states it actually saw; `executed_actions` holds
+    what was executed. The expert being closed-loop, it corrects the drift, so the data covers the states a
+    learner's small errors lead to (the covariate shift of behaviour cloning)."""
     start = time.monotonic()
+    rng = np.random.default_rng([noise_seed, 1])
+    executed: list[np.ndarray] = []
     obs = env.start_episode(init_state)
     expert.begin_episode(slot, env.info.instruction, episode_key, env.layout)
     layout, sim = env.layout, env.sim_env
@@ -92,6 +107,9 @@ def record_episode(env, expert, init_state: np.ndarray, episode_key: tuple = (),
             buf["privileged"].append(p.astype(np.float32))
         action = expert.act({k: v[None] for k, v in obs.items()}, [env.info.instruction], [slot]).actions[0]
         buf["actions"].append(np.asarray(action, dtype=np.float64))
+        if action_noise > 0:
+            action = perturb(action, action_noise, rng)
+        executed.append(np.asarray(action, dtype=np.float64))
         obs, success = env.step(action)
         if success or env.finished:
             break
@@ -117,6 +135,7 @@ def record_episode(env, expert, init_state: np.ndarray, episode_key: tuple = (),
         actions=np.stack(buf["actions"]), states=np.stack(buf["states"]), rewards=rewards, dones=dones,
         obs=obs_out, robot_states=np.stack(buf["robot_states"]), stage_index=stage_index,
         attrs={"stage_transitions": json.dumps(transitions), "stage_names": json.dumps(stage_names),
-               "success": int(success)},
+               "success": int(success), "action_noise": float(action_noise)},
+        executed_actions=np.stack(executed) if action_noise > 0 else None,
     )
     return Recording(demo, bool(success), t, time.monotonic() - start, transitions, stage_names)

@@ -117,3 +117,14 @@ def test_not_a_libero_file(tmp_path):
 
 def test_sorted_demo_keys_ignores_other_groups():
     assert sorted_demo_keys(["demo_2", "mask", "demo_10", "demo_1"]) == ["demo_1", "demo_2", "demo_10"]
+
+
+def test_executed_actions_round_trip_and_shape_check(tmp_path):
+    demo = _demo(images=False)
+    demo.executed_actions = demo.actions + 0.01
+    with LiberoDataset(write_demo_file(tmp_path / "d.hdf5", demo)) as ds:
+        np.testing.assert_array_equal(ds[0].executed_actions, demo.actions + 0.01)
+    assert _demo(images=False).executed_actions is None
+    demo.executed_actions = demo.actions[:-1]
+    with pytest.raises(ValueError, match="executed_actions"):
+        write_demo_file(tmp_path / "e.hdf5", demo)
