@@ -16,6 +16,10 @@ class SFTConfig:
     batch_size 64: fits any CPU; 7 tokens per sample.
     val_fraction 0.1: whole demonstrations held out, never single steps (steps of one demo are correlated).
     grad_clip 1.0: the usual transformer setting; guards the first steps of a from-scratch model.
+    lr_schedule "cosine": decay to 0 over the run (per optimiser step), the usual from-scratch schedule; "constant"
+        keeps lr.
+    normalize_state True: the state variant standardises its input per dimension with training-set statistics
+        stored in the checkpoint (tgrpo.policies.tiny.StateStats).
     torch_threads 1: measured here, 2 threads on the 2 cores ran several times slower than 1 whenever any other
         process was busy (OpenMP threads waiting on each other).
     """
@@ -28,11 +32,13 @@ class SFTConfig:
     epochs: int = 30
     batch_size: int = 64
     lr: float = 3e-4
+    lr_schedule: str = "cosine"
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     val_fraction: float = 0.1
     max_demos_per_task: int | None = None
     seed: int = 0
+    normalize_state: bool = True
     torch_threads: int = 1
     model: dict = field(default_factory=dict)  # TinyConfig overrides (d_model, n_layers, ...)
 
@@ -43,6 +49,8 @@ class SFTConfig:
             raise ValueError(f"unknown variant {self.variant!r}; valid: state, image")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be positive and lr > 0")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; valid: cosine, constant")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("val_fraction must be in [0, 1)")
 

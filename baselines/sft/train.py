@@ -12,7 +12,14 @@ from torch.nn import functional as F
 
 from baselines.sft.config import SFTConfig
 from tgrpo.policies import action_tokenizer as at
-from tgrpo.policies.tiny import TinyConfig, TinyPolicy, TinyVLA, instruction_words, tokens_to_columns
+from tgrpo.policies.tiny import (
+    StateStats,
+    TinyConfig,
+    TinyPolicy,
+    TinyVLA,
+    instruction_words,
+    tokens_to_columns,
+)
 
 
 @dataclass
@@ -58,7 +65,16 @@ def build_policy(cfg: SFTConfig, data: SFTData) -> TinyPolicy:
     model_cfg = TinyConfig(variant=cfg.variant, state_dim=state_dim, wrist=data.wrist is not None, words=words,
                            **cfg.model)
     torch.manual_seed(cfg.seed)
-    return TinyPolicy(TinyVLA(model_cfg), model_cfg, at.NormStats.from_actions(data.actions))
+    state_stats = StateStats.from_states(data.state) if cfg.variant == "state" and cfg.normalize_state else None
+    return TinyPolicy(TinyVLA(model_cfg), model_cfg, at.NormStats.from_actions(data.actions), state_stats=state_stats)
+
+
+def learning_rate(cfg: SFTConfig, step: int, total: int) -> float:
+    """The learning rate at optimiser step `step` of `total`: constant, or cosine decay to 0 (a function of the
+    step alone, so a resumed run follows the same schedule)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return 0.5 * cfg.lr * (1.0 + np.cos(np.pi * min(step, total) / total))
 
 
 def batch_loss(policy: TinyPolicy, data: SFTData, idx: np.ndarray, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,11 +107,14 @@ def train(cfg: SFTConfig, data: SFTData, progress: bool = True) -> dict:
     writer = _writer(out)
     steps_per_epoch = max(1, int(np.ceil(len(train_idx) / cfg.batch_size)))
     bar = _bar(cfg.epochs * steps_per_epoch, state["epoch"] * steps_per_epoch, progress)
+    total_steps = cfg.epochs * steps_per_epoch
     for epoch in range(state["epoch"], cfg.epochs):
         policy.model.train()
         order = np.random.default_rng([cfg.seed, epoch]).permutation(train_idx)
         losses = []
-        for start in range(0, len(order), cfg.batch_size):
+        for k, start in enumerate(range(0, len(order), cfg.batch_size)):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, epoch * steps_per_epoch + k, total_steps)
             loss, _ = batch_loss(policy, data, order[start:start + cfg.batch_size], targets)
             optimizer.zero_grad()
             loss.backward()

@@ -27,6 +27,28 @@ VARIANTS = ("state", "image")
 VOCAB_MODES = ("action", "full")
 
 
+STATE_STD_FLOOR = 0.01  # metres / radians / quaternion units: a dimension that barely moves is not blown up
+
+
+@dataclass(frozen=True)
+class StateStats:
+    """Per-dimension mean and std of the (zero-padded) training state vectors; the state variant sees
+    (state - mean) / max(std, STATE_STD_FLOOR). Absolute world coordinates sit around 1 m while the differences that
+    matter are centimetres, so an unnormalised linear projection learns them poorly (robomimic and LeRobot
+    normalise observations the same way)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def from_states(cls, states: np.ndarray) -> StateStats:
+        states = np.asarray(states, dtype=np.float64)
+        return cls(tuple(states.mean(axis=0).tolist()), tuple(np.maximum(states.std(axis=0), STATE_STD_FLOOR).tolist()))
+
+    def apply(self, padded: np.ndarray) -> np.ndarray:
+        return ((padded - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)).astype(np.float32)
+
+
 @dataclass
 class TinyConfig:
     """Architecture of the tiny VLA; saved with every checkpoint.
@@ -160,8 +182,9 @@ class TinyPolicy(Policy):
 
     name = "tiny"
 
-    def __init__(self, model: nn.Module, cfg: TinyConfig, stats: at.NormStats, meta: dict | None = None):
-        self.model, self.cfg, self.stats = model, cfg, stats
+    def __init__(self, model: nn.Module, cfg: TinyConfig, stats: at.NormStats, meta: dict | None = None,
+                 state_stats: StateStats | None = None):
+        self.model, self.cfg, self.stats, self.state_stats = model, cfg, stats, state_stats
         self.meta = meta or {}
         self.obs_mode = cfg.variant
         self._word_index = {w: i + 2 for i, w in enumerate(cfg.words)}
@@ -179,6 +202,8 @@ class TinyPolicy(Policy):
         out = np.zeros((state.shape[0], self.cfg.state_dim), dtype=np.float32)
         width = min(state.shape[1], self.cfg.state_dim)
         out[:, :width] = state[:, :width]
+        if self.state_stats is not None:
+            out = self.state_stats.apply(out)
         return torch.from_numpy(out)
 
     def context(self, obs: dict[str, np.ndarray], instructions: list[str]) -> torch.Tensor:
@@ -234,7 +259,8 @@ class TinyPolicy(Policy):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), directory / "model.pt")
-        meta = {"config": asdict(self.cfg), "norm_stats": self.stats.to_dict(), **(extra or {})}
+        meta = {"config": asdict(self.cfg), "norm_stats": self.stats.to_dict(),
+                "state_stats": asdict(self.state_stats) if self.state_stats is not None else None, **(extra or {})}
         (directory / "policy.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -245,9 +271,11 @@ class TinyPolicy(Policy):
         meta = json.loads((directory / "policy.json").read_text())
         cfg = TinyConfig(**meta["config"])
         stats = at.NormStats(**{k: tuple(v) for k, v in meta["norm_stats"].items()})
+        state_stats = meta.get("state_stats")  # absent in checkpoints from before state normalisation
         model = TinyVLA(cfg)
         model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
-        return cls(model, cfg, stats, {"checkpoint": str(directory)})
+        return cls(model, cfg, stats, {"checkpoint": str(directory)},
+                   StateStats(**{k: tuple(v) for k, v in state_stats.items()}) if state_stats else None)
 
 
 def lora_targets(model: nn.Module) -> list[str]:

@@ -6,7 +6,7 @@ import torch
 
 from tgrpo.policies import action_tokenizer as at
 from tgrpo.policies import make_policy
-from tgrpo.policies.tiny import TinyConfig, TinyPolicy, TinyVLA, add_lora
+from tgrpo.policies.tiny import StateStats, TinyConfig, TinyPolicy, TinyVLA, add_lora
 
 STATS = at.NormStats(q01=(-0.5,) * 6 + (0.0,), q99=(0.5,) * 6 + (1.0,))
 INSTR = ["pick up the alphabet soup and place it in the basket"] * 3
@@ -51,6 +51,21 @@ def test_save_load_gives_identical_actions(tmp_path):
     loaded = make_policy("tiny", checkpoint=str(tmp_path / "ckpt"))
     np.testing.assert_array_equal(policy.act(_obs(), INSTR, [0, 1, 2]).tokens,
                                   loaded.act(_obs(), INSTR, [0, 1, 2]).tokens)
+
+
+def test_state_statistics_standardise_the_padded_state(tmp_path):
+    states = np.array([[1.0, 5.0, 2.0], [3.0, 5.0, 2.004]])
+    stats = StateStats.from_states(states)
+    assert stats.mean == pytest.approx((2.0, 5.0, 2.002)) and stats.std == pytest.approx((1.0, 0.01, 0.01))  # floor
+    policy = _policy()
+    policy.state_stats = StateStats(mean=tuple(np.arange(16.0)), std=(2.0,) * 16)
+    raw = np.ones((1, 12), np.float32)  # padded with zeros to 16, then (x - mean) / std
+    expected = (np.r_[np.ones(12), np.zeros(4)] - np.arange(16.0)) / 2.0
+    np.testing.assert_allclose(policy.encode_state(raw).numpy()[0], expected, rtol=1e-6)
+    policy.save(tmp_path / "ckpt")
+    loaded = TinyPolicy.load(tmp_path / "ckpt")
+    assert loaded.state_stats == policy.state_stats
+    np.testing.assert_array_equal(policy.act(_obs(), INSTR, [0, 1, 2]).tokens, loaded.act(_obs(), INSTR, [0, 1, 2]).tokens)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
