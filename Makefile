@@ -26,7 +26,7 @@ venv:
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt -e '.[test]'
 
-test:
+test: lint
 	$(VENV)/bin/hadolint --failure-threshold error docker/Dockerfile
 	$(VENV)/bin/pytest -m "not slow and not gpu and not docker" -q
 

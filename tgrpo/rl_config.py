@@ -105,8 +105,8 @@ def for_profile(profile: str, **kwargs) -> RLConfig:
     CPU, about an hour per task and method; paper: OpenVLA-7B with the published settings."""
     cfg = RLConfig(profile=profile, **kwargs)
     overrides = {
-        "smoke": dict(iterations=2, max_steps=20, eval_episodes=2, lora_rank=4, lora_alpha=8),
-        "small": dict(lr=1e-4),
-        "paper": dict(),
+        "smoke": {"iterations": 2, "max_steps": 20, "eval_episodes": 2, "lora_rank": 4, "lora_alpha": 8},
+        "small": {"lr": 1e-4},
+        "paper": {},
     }[profile]
     return replace(cfg, **{k: v for k, v in overrides.items() if k not in kwargs})

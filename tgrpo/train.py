@@ -142,7 +142,7 @@ class Trainer:
         torch.manual_seed(seed)
         built = pool.ensure_many({0: self.spec})[0]
         if isinstance(built, Exception):
-            raise RuntimeError(f"cannot build {cfg.suite} task {cfg.task_id}: {built}")
+            raise RuntimeError(f"cannot build {cfg.suite} task {cfg.task_id}: {built}") from built  # noqa: TRY004
         init_state = pool.workers[0].call("sample_init_state", seed)
         rollout = group_rollout(pool, self.spec, self.policy, init_state, stop_rule="group",
                                 max_steps=cfg.max_steps, mode="sample", temperature=cfg.temperature,

@@ -53,7 +53,7 @@ def split_by_demo(data: SFTData, fraction: float, seed: int) -> tuple[np.ndarray
     """Indices of train and validation steps; whole demonstrations go to one side."""
     demos = np.unique(data.demo)
     rng = np.random.default_rng(seed)
-    n_val = int(round(fraction * len(demos)))
+    n_val = round(fraction * len(demos))
     val_demos = set(rng.permutation(demos)[:n_val].tolist()) if n_val else set()
     is_val = np.array([d in val_demos for d in data.demo])
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)

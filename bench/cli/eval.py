@@ -35,7 +35,11 @@ def _request(args):
     from bench.evaluate import EvalRequest
     from tgrpo.envs.observation import ObsConfig
     from tgrpo.envs.protocol import (
-        TASKS_PER_SUITE, Protocol, check_episode_ids, check_task_ids, resolve_suite,
+        TASKS_PER_SUITE,
+        Protocol,
+        check_episode_ids,
+        check_task_ids,
+        resolve_suite,
     )
 
     try:

@@ -86,7 +86,7 @@ class Protocol:
         "rebuild) is a named faster alternative, see docs/protocol.md",
         default="reset",
     )
-    max_policy_steps: dict[str, int] = _src("[OVLA] per suite", default_factory=lambda: dict(MAX_POLICY_STEPS))
+    max_policy_steps: dict[str, int] = _src("[OVLA] per suite", default_factory=lambda: dict(MAX_POLICY_STEPS))  # noqa: RUF009 (_src is field())
 
     def __post_init__(self) -> None:
         if self.episode_start not in ("reset", "restore"):

@@ -12,6 +12,7 @@ import multiprocessing as mp
 import time
 import traceback
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def _serve(conn) -> None:
             else:
                 raise ValueError(f"unknown worker command {command!r}")
             conn.send(("ok", result))
-        except Exception as err:  # reported to the parent, which records the episode as failed
+        except Exception as err:  # noqa: BLE001 (any error is reported to the parent: a failed episode)
             last = traceback.format_exc().strip().splitlines()[-1]
             conn.send(("error", f"{type(err).__name__}: {err} ({last})"))
     if env is not None:
@@ -158,7 +159,7 @@ class WorkerPool:
     def __len__(self) -> int:
         return len(self.workers)
 
-    def __enter__(self) -> WorkerPool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

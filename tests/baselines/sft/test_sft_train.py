@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from baselines.sft.config import SFTConfig, for_profile
 from baselines.sft import train as train_module
+from baselines.sft.config import SFTConfig, for_profile
 from baselines.sft.train import SFTData, learning_rate, split_by_demo, train
 
 # Two instructions, each always paired with one fixed action: the ideal policy is exact.
@@ -24,8 +24,8 @@ def _data(demos: int = 12, steps: int = 10) -> SFTData:
 
 
 def _cfg(tmp_path, **kw) -> SFTConfig:
-    base = dict(suite="libero_goal", demos_dir=tmp_path, out_dir=tmp_path / "out", epochs=12, batch_size=16,
-                lr=3e-3, torch_threads=1, model={"d_model": 32, "n_layers": 1})
+    base = {"suite": "libero_goal", "demos_dir": tmp_path, "out_dir": tmp_path / "out", "epochs": 12,
+            "batch_size": 16, "lr": 3e-3, "torch_threads": 1, "model": {"d_model": 32, "n_layers": 1}}
     return SFTConfig(**{**base, **kw})
 
 

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from tgrpo.envs.observation import (
-    ObsConfig, center_crop, gripper_to_env, jpeg_round_trip, lanczos_resize, preprocess_frame, rotate_180,
+    ObsConfig,
+    center_crop,
+    gripper_to_env,
+    jpeg_round_trip,
+    lanczos_resize,
+    preprocess_frame,
+    rotate_180,
 )
 
 

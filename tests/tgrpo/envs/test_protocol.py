@@ -5,7 +5,11 @@ import dataclasses
 import pytest
 
 from tgrpo.envs.protocol import (
-    OPENVLA_PROTOCOL, Protocol, check_episode_ids, check_task_ids, resolve_suite,
+    OPENVLA_PROTOCOL,
+    Protocol,
+    check_episode_ids,
+    check_task_ids,
+    resolve_suite,
 )
 
 
