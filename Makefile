@@ -42,6 +42,7 @@ test-slow:
 bench:
 	$(VENV)/bin/tgrpo-bench profile --out results/bench/kernels
 	$(PY) -m bench.benchmarks.rollout_overhead --out results/bench/rollout
+	$(PY) -m bench.benchmarks.policy_inference --out results/bench/policy
 
 # Container: build the CPU image (local Debian base here), then run a 1-episode eval inside it.
 docker:

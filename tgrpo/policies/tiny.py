@@ -23,6 +23,7 @@ from tgrpo.policies import action_tokenizer as at
 from tgrpo.policies.base import DECODE_MODES, Policy, PolicyOutput
 
 PAD, UNK = 0, 1
+KV = tuple[torch.Tensor, torch.Tensor]
 VARIANTS = ("state", "image")
 VOCAB_MODES = ("action", "full")
 
@@ -99,13 +100,17 @@ class Block(nn.Module):
         self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
         self.fc1, self.fc2 = nn.Linear(d, mlp_ratio * d), nn.Linear(mlp_ratio * d, d)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        """x [B, n, d] new positions; `past` the keys/values [B, heads, m, d/heads] of the m earlier positions
+        (decoding), which the new positions attend to besides `mask`. Returns (x, keys/values of all m + n)."""
         b, n, d = x.shape
         h = self.norm1(x)
         q, k, v = (proj(h).view(b, n, self.heads, d // self.heads).transpose(1, 2) for proj in (self.q, self.k, self.v))
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.o(att.transpose(1, 2).reshape(b, n, d))
-        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x)))), (k, v)
 
 
 class TinyVLA(nn.Module):
@@ -156,11 +161,35 @@ class TinyVLA(nn.Module):
         mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
         mask[:, :length] = True  # every position sees the whole context (prefix-LM)
         for block in self.blocks:
-            x = block(x, mask)
+            x, _ = block(x, mask)
         return self.norm(x[:, length:])
 
     def logits(self, context: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         return self.head(self.hidden(context, bins))
+
+    # Incremental decoding: context positions never attend to action positions (prefix-LM), so their keys and
+    # values are computed once; each action token then adds one position. Same logits as `logits`.
+    def start_decoding(self, context: torch.Tensor) -> tuple[torch.Tensor, list[KV]]:
+        """context [B, L, d] -> (logits of a_0 [B, V], per-layer keys/values of context + BOS)."""
+        b, length = context.shape[:2]
+        bos = torch.zeros(b, 1, dtype=torch.long, device=context.device)
+        x = torch.cat([context, self.action_emb(bos) + self.action_pos[:1]], dim=1)
+        mask = torch.ones(length + 1, length + 1, dtype=torch.bool, device=x.device).tril()
+        mask[:, :length] = True
+        cache = []
+        for block in self.blocks:
+            x, kv = block(x, mask)
+            cache.append(kv)
+        return self.head(self.norm(x[:, -1])), cache
+
+    def decode_step(self, bins: torch.Tensor, position: int, cache: list[KV]) -> tuple[torch.Tensor, list[KV]]:
+        """bins [B] (1..256) of action token `position - 1` -> (logits of a_position [B, V], extended cache)."""
+        x = (self.action_emb(bins) + self.action_pos[position])[:, None]
+        new = []
+        for block, past in zip(self.blocks, cache, strict=True):
+            x, kv = block(x, None, past)  # one new position sees everything before it
+            new.append(kv)
+        return self.head(self.norm(x[:, -1])), new
 
 
 def tokens_to_bins(tokens: torch.Tensor) -> torch.Tensor:
@@ -220,12 +249,11 @@ class TinyPolicy(Policy):
         if mode not in DECODE_MODES:
             raise ValueError(f"unknown decode mode {mode!r}; valid: {', '.join(DECODE_MODES)}")
         self.model.eval()
-        context = self.context(obs, instructions)
-        b = context.shape[0]
-        bins = torch.zeros(b, 0, dtype=torch.long)
-        tokens, logprobs = [], []
-        for _ in range(at.ACTION_DIM):
-            logits = self.model.logits(context, bins)[:, -1]
+        logits, cache = self.model.start_decoding(self.context(obs, instructions))
+        tokens, logprobs, bins = [], [], None
+        for j in range(at.ACTION_DIM):
+            if bins is not None:  # the previous token's bins extend the cache
+                logits, cache = self.model.decode_step(bins, j, cache)
             logp = F.log_softmax(logits.float(), dim=-1)
             if mode == "greedy":
                 column = logp.argmax(dim=-1)
@@ -234,8 +262,7 @@ class TinyPolicy(Policy):
             token = columns_to_tokens(column, self.cfg.vocab_mode)
             tokens.append(token)
             logprobs.append(logp.gather(1, column[:, None]).squeeze(1))
-            action_token = token.clamp(at.FIRST_ACTION_TOKEN, at.LLAMA_VOCAB - 1)  # full vocab may emit others
-            bins = torch.cat([bins, tokens_to_bins(action_token)[:, None]], dim=1)
+            bins = tokens_to_bins(token.clamp(at.FIRST_ACTION_TOKEN, at.LLAMA_VOCAB - 1))  # full vocab may emit others
         tokens_np = torch.stack(tokens, dim=1).numpy()
         return PolicyOutput(at.tokens_to_env(tokens_np, self.stats), tokens_np,
                             torch.stack(logprobs, dim=1).numpy().astype(np.float32))

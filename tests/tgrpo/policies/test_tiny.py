@@ -37,6 +37,28 @@ def test_token_logprobs_equal_what_act_reported(vocab_mode):
     assert manual[column].item() == pytest.approx(out.logprobs[1, 4], abs=1e-5)
 
 
+@pytest.mark.parametrize("lora", [False, True])
+def test_cached_decoding_equals_recomputing_the_whole_sequence(lora):
+    """act() decodes with a key/value cache; the slow reference recomputes every position for every token."""
+    policy = _policy()
+    if lora:
+        add_lora(policy, rank=4, alpha=8)
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.05)  # make the adapters matter
+    out = policy.act(_obs(), INSTR, [0, 1, 2])
+    with torch.no_grad():
+        context = policy.context(_obs(), INSTR)
+        bins = torch.zeros(3, 0, dtype=torch.long)
+        for j in range(7):
+            logits = policy.model.logits(context, bins)[:, -1]
+            column = logits.argmax(-1)
+            np.testing.assert_array_equal(column.numpy() + at.FIRST_ACTION_TOKEN, out.tokens[:, j])
+            np.testing.assert_allclose(torch.log_softmax(logits, -1).gather(1, column[:, None])[:, 0].numpy(),
+                                       out.logprobs[:, j], atol=1e-5)
+            bins = torch.cat([bins, column[:, None] + 1], dim=1)
+
+
 def test_greedy_is_deterministic_and_actions_decode_tokens():
     policy = _policy()
     a, b = (policy.act(_obs(), INSTR, [0, 1, 2]) for _ in range(2))
