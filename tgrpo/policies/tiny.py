@@ -153,6 +153,9 @@ class TinyVLA(nn.Module):
 
     def hidden(self, context: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         """context [B, L, d], action bins [B, k] (1..256, k <= 6) -> hidden states [B, k + 1, d] at BOS, a_0.."""
+        return self._forward(context, bins)[0]
+
+    def _forward(self, context: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, list[KV]]:
         b, length = context.shape[:2]
         bos = torch.zeros(b, 1, dtype=torch.long, device=context.device)
         steps = torch.cat([bos, bins], dim=1)
@@ -160,9 +163,11 @@ class TinyVLA(nn.Module):
         n = x.shape[1]
         mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
         mask[:, :length] = True  # every position sees the whole context (prefix-LM)
+        cache = []
         for block in self.blocks:
-            x, _ = block(x, mask)
-        return self.norm(x[:, length:])
+            x, kv = block(x, mask)
+            cache.append(kv)
+        return self.norm(x[:, length:]), cache
 
     def logits(self, context: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         return self.head(self.hidden(context, bins))
@@ -171,16 +176,8 @@ class TinyVLA(nn.Module):
     # values are computed once; each action token then adds one position. Same logits as `logits`.
     def start_decoding(self, context: torch.Tensor) -> tuple[torch.Tensor, list[KV]]:
         """context [B, L, d] -> (logits of a_0 [B, V], per-layer keys/values of context + BOS)."""
-        b, length = context.shape[:2]
-        bos = torch.zeros(b, 1, dtype=torch.long, device=context.device)
-        x = torch.cat([context, self.action_emb(bos) + self.action_pos[:1]], dim=1)
-        mask = torch.ones(length + 1, length + 1, dtype=torch.bool, device=x.device).tril()
-        mask[:, :length] = True
-        cache = []
-        for block in self.blocks:
-            x, kv = block(x, mask)
-            cache.append(kv)
-        return self.head(self.norm(x[:, -1])), cache
+        hidden, cache = self._forward(context, torch.zeros(context.shape[0], 0, dtype=torch.long))
+        return self.head(hidden[:, -1]), cache
 
     def decode_step(self, bins: torch.Tensor, position: int, cache: list[KV]) -> tuple[torch.Tensor, list[KV]]:
         """bins [B] (1..256) of action token `position - 1` -> (logits of a_position [B, V], extended cache)."""
