@@ -662,7 +662,7 @@ class Push(Skill):
     """
 
     name = "push"
-    stages = ("approach", "descend", "push", "retreat")
+    stages = ("approach", "descend", "push", "regrip", "push_on", "retreat")  # regrip, push_on: the second leg
 
     def __init__(self, obj: str, target: str, literal_index: int | None = None):
         super().__init__(literal_index)
@@ -730,7 +730,7 @@ class Push(Skill):
             self.legs = self._plan_legs(scene)
         hook, yaw = self._hook(scene)
         target = hook + np.array([0.0, 0.0, 0.07])
-        if scene.eef[2] < hook[2] + 0.03:  # the finger is still down in the plate: straight up first
+        if scene.eef[2] < hook[2] + 0.03:  # the finger is still down in the plate (a retry): straight up first
             target[:2] = scene.eef[:2]
         err = target - scene.eef
         if (np.linalg.norm(err[:2]) < 0.008 and abs(err[2]) < 0.02 and yaw_error(scene, yaw) < 0.1) or self.t > 80:
@@ -753,13 +753,32 @@ class Push(Skill):
             return servo(scene, scene.eef + np.array([0.0, 0.0, 0.04]), yaw, OPEN)
         if len(self.legs) > 1 and np.linalg.norm(goal - p) < 0.015:
             self.legs.pop(0)
-            self.goto("approach")  # turn the hand to the next leg
+            self.goto("regrip")  # turn the hand to the next leg
         elif len(self.legs) == 1 and np.linalg.norm(goal - p) < 0.006 or self.t > 150:
-            self.next()
+            self.goto("retreat")
         step = goal - p
         step *= min(1.0, 0.03 / max(np.linalg.norm(step), 1e-6))
         target = np.array([*(scene.eef[:2] + step), self._hook_z(scene)])
         return servo(scene, target, yaw, OPEN, speed=0.5)
+
+    def _regrip(self, scene: Scene) -> np.ndarray:
+        """Finger out of the hollow, hand turned to the next leg, finger back in."""
+        hook, yaw = self._hook(scene)
+        if self.t == 0:
+            self.lowering = False
+        above = hook + np.array([0.0, 0.0, 0.07])
+        if scene.eef[2] < hook[2] + 0.03 and not self.lowering:
+            above[:2] = scene.eef[:2]  # straight up first
+        elif np.linalg.norm((above - scene.eef)[:2]) < 0.008 and yaw_error(scene, yaw) < 0.1:
+            self.lowering = True
+        if not self.lowering:
+            return servo(scene, above, yaw, OPEN)
+        if abs(hook[2] - scene.eef[2]) < 0.004 or self.stalled(scene.eef[2]) or self.t > 120:
+            self.next()
+        return servo(scene, hook, yaw, OPEN, speed=0.6)
+
+    def _push_on(self, scene: Scene) -> np.ndarray:
+        return self._push(scene)
 
     def _retreat(self, scene: Scene) -> np.ndarray:
         _, yaw = self._hook(scene)
