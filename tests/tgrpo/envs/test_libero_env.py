@@ -87,3 +87,25 @@ def test_image_observation_shapes_and_wrist_camera():
         assert not np.array_equal(obs["image"], obs["wrist"])
     finally:
         env.close()
+
+
+@pytest.mark.xfail(strict=True, reason="known defect (issue 2 note, docs/protocol.md 'Fixture placement'): LIBERO "
+                   "places fixtures (cabinet, stove, rack) in the model at reset(); the official init states do not "
+                   "hold them, so an episode's fixtures depend on the worker's history")
+def test_fixture_placement_is_a_function_of_the_episode():
+    """The same official init state must see the same scene whatever the worker ran before it."""
+    init = official_init_states("libero_goal", 7)[0]
+
+    def fixtures(env):
+        model = env.sim_env.sim.model  # re-read: a hard reset rebuilds the model
+        return np.array([model.body_pos[model.body_name2id(f.root_body)] for f in env.sim_env.fixtures_dict.values()])
+
+    env = LiberoEnv("libero_goal", 7, STATE, Protocol(episode_start="restore"))
+    try:
+        env.start_episode(init)
+        first = fixtures(env)
+        env.sample_init_state(123)  # a training placement in between, as in RL workers
+        env.start_episode(init)
+        np.testing.assert_array_equal(fixtures(env), first)
+    finally:
+        env.close()
