@@ -17,6 +17,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("bench.cli.train", "train SFT per suite or an online RL method per task"),
     "rewards": ("bench.cli.rewards", "multi-stage dense reward specs: generate, check, validate, key poses"),
     "demos": ("bench.cli.demos", "record scripted-expert demonstrations (LIBERO HDF5) and reference key poses"),
+    "plot": ("bench.cli.plot", "learning curves of RL runs (PNG)"),
 }
 
 
