@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tgrpo.jsonl import read_rows
+
 
 def load_run(run_dir: Path) -> tuple[str, list[dict]]:
     """(label "method task N", metric rows) of a run directory written by `tgrpo.train`."""
@@ -15,12 +17,7 @@ def load_run(run_dir: Path) -> tuple[str, list[dict]]:
     metrics, config = run_dir / "metrics.jsonl", run_dir / "config.json"
     if not metrics.exists():
         raise FileNotFoundError(f"{run_dir} has no metrics.jsonl (not an RL run directory, or not started)")
-    rows = []
-    for line in metrics.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill
-            continue
+    rows = read_rows(metrics)
     label = run_dir.name
     if config.exists():
         cfg = json.loads(config.read_text())

@@ -21,6 +21,8 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tgrpo.jsonl import read_rows
+
 SEED_STRIDE = 100_000  # task t of a suite uses seeds base + t * SEED_STRIDE + attempt
 
 
@@ -47,16 +49,7 @@ def task_paths(request: DemoRequest, task_name: str) -> tuple[Path, Path]:
 
 
 def _read_attempts(parts: Path) -> list[dict]:
-    path = parts / "attempts.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill
-            continue
-    return rows
+    return read_rows(parts / "attempts.jsonl")
 
 
 def _finished_parts(parts: Path) -> list[Path]:
