@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
         data = plot(args.runs, args.metric, args.smooth, args.out)
     except (FileNotFoundError, KeyError) as err:
         raise UsageError(str(err.args[0])) from err  # KeyError's str() would add quotes
+    except OSError as err:
+        raise UsageError(f"cannot write {args.out}: {err.strerror or err}") from err
     for label, (x, y) in data.items():
         print(f"{label}: {len(x)} iterations, last {args.metric} (mean of {args.smooth}) {y[-1]:.3f}")
     print(f"wrote {args.out}")

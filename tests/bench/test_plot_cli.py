@@ -45,3 +45,11 @@ def test_bad_input_exits_2(tmp_path, capsys, extra, message):
 def test_not_a_run_directory_exits_2(tmp_path, capsys):
     assert main(["plot", "--runs", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_unwritable_output_exits_2(tmp_path, capsys):
+    run = _run(tmp_path, "a", [0.0, 1.0])
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["plot", "--runs", str(run), "--out", str(blocker / "sub" / "x.png")]) == 2
+    assert "cannot write" in capsys.readouterr().err
