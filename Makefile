@@ -9,7 +9,7 @@ export PYOPENGL_PLATFORM ?= egl
 # EGL (Mesa llvmpipe on CPU machines) for the simulator's offscreen renderer.
 APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libglvnd0
 
-.PHONY: setup apt venv test test-slow test-kernels bench lint lock clean docker docker-smoke docker-ci
+.PHONY: setup apt venv test test-slow test-kernels bench lint lock clean docker docker-smoke docker-ci fixture-tables
 
 setup: apt venv
 
@@ -57,6 +57,11 @@ docker-ci:
 
 lint:
 	$(VENV)/bin/ruff check tgrpo bench baselines tests
+
+# Per-episode fixture placements of OpenVLA's sequential run (committed; about 35 min per suite on one core).
+# Existing tables are kept; delete one to regenerate it after a simulator upgrade.
+fixture-tables:
+	for suite in libero_spatial libero_object libero_goal libero_10; do $(PY) -m tgrpo.envs.fixtures --suite $$suite || exit 1; done
 
 # Regenerate the single pin file after changing pyproject.toml's dependencies.
 lock:

@@ -1,7 +1,8 @@
 """Evaluate a policy on LIBERO under the pinned protocol, episodes spread over worker processes.
 
 Episode k of a task starts from the task's official init state k. Every worker runs its own episode; each step
-the policy acts once per task on the batch of that task's running episodes (greedy decoding, the protocol's).
+the policy acts once per task on the batch of that task's running episodes (greedy decoding, the protocol's;
+``temperature > 0`` samples instead, a diagnostic recorded with every row).
 A finished episode becomes a row at once, so a killed run resumes where it stopped.
 """
 
@@ -33,6 +34,15 @@ class EvalRequest:
     workers: int = 2
     policy_seed: int = 0
     profile: str | None = None
+    temperature: float = 0.0  # 0: greedy argmax, OpenVLA's decoding; > 0: sampled, per-episode seeded
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+
+    @property
+    def decoding(self) -> dict:
+        return {"mode": "greedy"} if self.temperature == 0 else {"mode": "sample", "temperature": self.temperature}
 
     def run_config(self, policy: Policy) -> dict:
         """What identifies this run; a resumed run must match it exactly."""
@@ -40,6 +50,7 @@ class EvalRequest:
             "suite": self.suite, "task_ids": list(self.task_ids), "episode_ids": list(self.episode_ids),
             "policy": policy.describe(), "obs": self.obs.to_dict(), "protocol": self.protocol.to_dict(),
             "seeds": {"policy": self.policy_seed, "env": self.protocol.env_seed}, "profile": self.profile,
+            "decoding": self.decoding,
         }
 
 
@@ -61,7 +72,7 @@ def evaluate(request: EvalRequest, policy: Policy, progress: bool = True) -> dic
     done_rows = store.begin(config)
     finished = {(r["task_id"], r["episode"]) for r in done_rows}
     todo = deque((t, k) for t in request.task_ids for k in request.episode_ids if (t, k) not in finished)
-    block = provenance(**{k: config[k] for k in ("protocol", "obs", "seeds", "profile")})
+    block = provenance(**{k: config[k] for k in ("protocol", "obs", "seeds", "profile", "decoding")})
     bar = _progress(len(request.task_ids) * len(request.episode_ids), len(done_rows), progress)
     successes = sum(bool(r["success"]) for r in done_rows)
 
@@ -81,17 +92,14 @@ def evaluate(request: EvalRequest, policy: Policy, progress: bool = True) -> dic
             bar.set_postfix_str(f"success {successes}/{bar.n}")
 
     if todo:
-        from tgrpo.envs.libero_env import official_init_states
-
-        init_states = {t: official_init_states(request.suite, t) for t in request.task_ids}
         with WorkerPool(min(request.workers, len(todo))) as pool:
             running: dict[int, _Running] = {}
             while todo or running:
                 idle = [i for i in range(len(pool)) if i not in running]
                 if todo and idle:
-                    _start_episodes(pool, request, policy, todo, idle, init_states, running, record)
+                    _start_episodes(pool, request, policy, todo, idle, running, record)
                 if running:
-                    _step_all(pool, policy, running, record)
+                    _step_all(pool, policy, running, record, request.decoding)
     if bar is not None:
         bar.close()
     summary = summarize(store.read_rows())
@@ -99,11 +107,14 @@ def evaluate(request: EvalRequest, policy: Policy, progress: bool = True) -> dic
     return summary
 
 
-def _start_episodes(pool, request, policy, todo, idle, init_states, running, record) -> None:
+def _start_episodes(pool, request, policy, todo, idle, running, record) -> None:
+    from tgrpo.envs.libero_env import official_start
+
     assigned = {i: todo.popleft() for i in idle[: len(todo)]}
     specs = {i: EnvSpec(request.suite, t, request.obs, request.protocol) for i, (t, _) in assigned.items()}
     infos = pool.ensure_many(specs)
-    starts = {i: init_states[t][k] for i, (t, k) in assigned.items() if not isinstance(infos[i], Exception)}
+    starts = {i: official_start(request.suite, t, k)
+              for i, (t, k) in assigned.items() if not isinstance(infos[i], Exception)}
     results = pool.broadcast("start", starts)
     for i, (t, k) in assigned.items():
         info = infos[i]
@@ -118,7 +129,7 @@ def _start_episodes(pool, request, policy, todo, idle, init_states, running, rec
         policy.begin_episode(i, run.instruction, (t, k), info["layout"])
 
 
-def _step_all(pool, policy, running, record) -> None:
+def _step_all(pool, policy, running, record, decoding: dict) -> None:
     """One policy step for every running episode: one batched `act` per task, then all envs step in parallel."""
     actions: dict[int, np.ndarray] = {}
     by_task: dict[int, list[int]] = {}
@@ -126,7 +137,8 @@ def _step_all(pool, policy, running, record) -> None:
         by_task.setdefault(run.task_id, []).append(i)
     for slots in by_task.values():
         batch = stack([running[i].obs for i in slots])
-        out = policy.act(batch, [running[i].instruction for i in slots], slots, mode="greedy")
+        out = policy.act(batch, [running[i].instruction for i in slots], slots, mode=decoding["mode"],
+                         temperature=decoding.get("temperature", 1.0))
         actions.update({i: out.actions[k] for k, i in enumerate(slots)})
     results = pool.broadcast("step", actions)
     for i, result in results.items():

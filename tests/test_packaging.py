@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_wheel_ships_the_committed_reward_specs(tmp_path):
+def test_wheel_ships_the_committed_data_files(tmp_path):
     src = tmp_path / "src"  # a clean copy: a stale build/ in the checkout would hide a missing package-data entry
     for name in ("tgrpo", "baselines", "bench"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -18,5 +18,6 @@ def test_wheel_ships_the_committed_reward_specs(tmp_path):
                     "-w", str(tmp_path / "dist"), str(src)], check=True, cwd=tmp_path)
     (wheel,) = (tmp_path / "dist").glob("tgrpo_bench-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    committed = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "tgrpo/rewards/specs").glob("*.json"))
-    assert committed and [n for n in committed if n not in names] == []
+    for pattern in ("tgrpo/rewards/specs/*.json", "tgrpo/envs/fixture_poses/*/*.json"):
+        committed = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob(pattern))
+        assert committed and [n for n in committed if n not in names] == [], pattern

@@ -74,7 +74,7 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)  # LoRA's A matrices are initialised randomly
-        self.policy = add_lora(TinyPolicy.load(cfg.init_checkpoint), cfg.lora_rank, cfg.lora_alpha)
+        self.policy = add_lora(TinyPolicy.load(cfg.init_checkpoint, seed=cfg.seed), cfg.lora_rank, cfg.lora_alpha)
         self.optimizer = torch.optim.AdamW([p for p in self.policy.model.parameters() if p.requires_grad], lr=cfg.lr)
         self.iteration = 0
         self._reward = None
@@ -100,6 +100,18 @@ class Trainer:
                  "iteration": self.iteration}
         torch.save(state, self.out / "last" / "trainer.pt.tmp")
         (self.out / "last" / "trainer.pt.tmp").replace(self.out / "last" / "trainer.pt")
+
+    def export_policy(self, directory: Path) -> Path:
+        """The current policy as a plain tiny checkpoint (LoRA merged into the weights), loadable by
+        `tgrpo-bench eval --policy tiny --checkpoint DIR`; the run's identity goes into its policy.json."""
+        import copy
+
+        merged = copy.deepcopy(self.policy.model).merge_and_unload()
+        plain = TinyPolicy(merged, self.policy.cfg, self.policy.stats, state_stats=self.policy.state_stats)
+        plain.save(directory, extra={"rl_run": {"method": self.cfg.method, "out_dir": str(self.out),
+                                                "iteration": self.iteration,
+                                                "init_checkpoint": str(self.cfg.init_checkpoint)}})
+        return Path(directory)
 
     def run(self, progress: bool = True) -> list[dict]:
         """Train from the current iteration to cfg.iterations; metrics are appended to metrics.jsonl."""
@@ -143,10 +155,10 @@ class Trainer:
         built = pool.ensure_many({0: self.spec})[0]
         if isinstance(built, Exception):
             raise RuntimeError(f"cannot build {cfg.suite} task {cfg.task_id}: {built}") from built  # noqa: TRY004
-        init_state = pool.workers[0].call("sample_init_state", seed)
-        rollout = group_rollout(pool, self.spec, self.policy, init_state, stop_rule="group",
+        start = pool.workers[0].call("sample_start", seed)  # objects and fixtures, shared by the group
+        rollout = group_rollout(pool, self.spec, self.policy, start, stop_rule="group",
                                 max_steps=cfg.max_steps, mode="sample", temperature=cfg.temperature,
-                                episode_key=(self.iteration,))
+                                episode_key=(seed,))
         rewards = self.rewards(rollout)
         mask = torch.from_numpy(rollout.mask)
         advantages = compute_advantage(torch.from_numpy(rewards), mask, cfg.advantage_config())

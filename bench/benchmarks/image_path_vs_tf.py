@@ -35,7 +35,7 @@ SIZE = 224
 
 def render_frames(out: str) -> None:
     """Raw agentview frames (as robosuite returns them, before the 180 degree rotation) at 256x256."""
-    from tgrpo.envs.libero_env import LiberoEnv, official_init_states
+    from tgrpo.envs.libero_env import LiberoEnv, official_start
     from tgrpo.envs.observation import ObsConfig
     from tgrpo.envs.protocol import Protocol
 
@@ -43,9 +43,8 @@ def render_frames(out: str) -> None:
     frames, meta = [], []
     for suite, task in SUITE_TASKS:
         env = LiberoEnv(suite, task, ObsConfig(mode="image", camera_resolution=256), Protocol(num_wait_steps=10))
-        states = official_init_states(suite, task)
         for k in INIT_STATES:
-            env.start_episode(states[k])
+            env.start_episode(official_start(suite, task, k))
             raw = env.sim_env._get_observations(force_update=True)
             for t in range(max(FRAME_STEPS) + 1):
                 if t in FRAME_STEPS:

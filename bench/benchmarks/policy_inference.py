@@ -42,13 +42,13 @@ def _actions_per_s(policy, batch: int, rounds: int) -> list[float]:
 
 def _sim_steps_per_s(steps: int) -> float:
     """One state-mode LIBERO env in this process (no rendering): the cheapest simulator step there is."""
-    from tgrpo.envs.libero_env import LiberoEnv, official_init_states
+    from tgrpo.envs.libero_env import LiberoEnv, official_start
     from tgrpo.envs.observation import ObsConfig
     from tgrpo.envs.protocol import Protocol
 
     env = LiberoEnv("libero_object", 0, ObsConfig(mode="state"), Protocol(episode_start="restore"))
     try:
-        env.start_episode(official_init_states("libero_object", 0)[0])
+        env.start_episode(official_start("libero_object", 0, 0))
         actions = np.random.default_rng(0).uniform(-0.3, 0.3, (steps, 7))
         start = time.perf_counter()
         for a in actions:

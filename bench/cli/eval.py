@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reset: OpenVLA's env.reset()+set_init_state; restore: clean-up + set_init_state")
     parser.add_argument("--workers", type=int, default=2, help="simulator worker processes (2 per 2 cores)")
     parser.add_argument("--seed", type=int, default=0, help="policy seed (sampling policies)")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="0: greedy decoding (the protocol); > 0: sample actions at this temperature (diagnostic)")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="threads of a torch policy (1: the simulator workers use the other cores)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default results/eval/...)")
@@ -55,10 +57,13 @@ def _request(args):
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
         obs = ObsConfig(mode=args.obs, center_crop=args.center_crop, wrist=args.wrist, fast_render=args.fast_render)
         protocol = Protocol(episode_start=args.episode_start)
+        if args.temperature < 0:
+            raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
     except ValueError as err:
         raise UsageError(str(err)) from err
     out = args.out or Path("results/eval") / f"{args.policy}_{suite}_{args.obs}"
-    return EvalRequest(suite, tuple(tasks), tuple(episodes), obs, out, protocol, args.workers, args.seed)
+    return EvalRequest(suite, tuple(tasks), tuple(episodes), obs, out, protocol, args.workers, args.seed,
+                       temperature=args.temperature)
 
 
 def run(args: argparse.Namespace) -> int:

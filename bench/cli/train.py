@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="SFT epochs (profile default)")
     parser.add_argument("--group-size", type=int, default=None, help="RL group size N (default 4)")
     parser.add_argument("--a1", type=float, default=None, help="step-advantage weight; a2 = 1 - a1")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="RL rollout sampling temperature (default 1.0: the policy itself; docs/training.md)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/...)")
     parser.add_argument("--no-eval", action="store_true", help="RL: skip the final evaluation")
@@ -87,7 +89,8 @@ def _train_rl(args, suite: str) -> int:
         raise UsageError(f"no SFT checkpoint at {init}; train one with `tgrpo-bench train --method sft "
                          f"--suite {args.suite} --profile {args.profile}` or pass --init-checkpoint")
     out = args.out or Path("runs") / args.method / f"{suite}_task{args.task}_{args.profile}_seed{args.seed}"
-    overrides = {k: v for k, v in {"iterations": args.iterations, "group_size": args.group_size}.items() if v}
+    overrides = {k: v for k, v in {"iterations": args.iterations, "group_size": args.group_size,
+                                   "temperature": args.temperature}.items() if v is not None}
     if args.a1 is not None:
         overrides.update(a1=args.a1, a2=1.0 - args.a1)
     try:
@@ -99,6 +102,7 @@ def _train_rl(args, suite: str) -> int:
     metrics = trainer.run(progress=not args.no_progress)
     if metrics:
         print(f"{args.method} {suite} task {args.task}: last iteration {metrics[-1]}")
+    print(f"policy: {trainer.export_policy(out / 'policy')}", file=sys.stderr)
     if not args.no_eval and cfg.eval_episodes:
         request = EvalRequest(suite, (args.task,), tuple(range(cfg.eval_episodes)),
                               ObsConfig(mode=trainer.policy.cfg.variant), out / "eval", workers=cfg.workers_eval,

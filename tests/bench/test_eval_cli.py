@@ -42,6 +42,7 @@ def test_random_policy_rows_carry_provenance(tmp_path):
         assert p["packages"]["mujoco"] == "2.3.7" and p["packages"]["robosuite"] == "1.4.0"
         assert p["protocol"]["num_wait_steps"] == 10 and p["protocol"]["episode_start"] == "restore"
         assert p["obs"]["mode"] == "state" and p["seeds"] == {"policy": 0, "env": 0}
+        assert p["decoding"] == {"mode": "greedy"}  # the protocol's, unless --temperature says otherwise
         assert len(p["git_sha"]) == 40 and p["machine"]["cpu_count"] >= 1
         assert row["steps"] == 280 and row["success"] is False  # random actions never solve it in time
     summary = json.loads((out / "summary.json").read_text())
@@ -72,6 +73,25 @@ def test_a_crashed_worker_becomes_a_failure_and_the_run_completes(tmp_path):
     assert summary["tasks"][0]["episodes"] == 3 and summary["tasks"][0]["errors"] == 1
 
 
+class _RecordsDecoding(ZeroPolicy):
+    def __init__(self):
+        self.seen = set()
+
+    def act(self, obs, instructions, slots, mode="greedy", temperature=1.0):
+        self.seen.add((mode, temperature))
+        return super().act(obs, instructions, slots, mode, temperature)
+
+
+@pytest.mark.libero
+def test_a_sampled_evaluation_samples_and_says_so(tmp_path):
+    request = EvalRequest("libero_object", (0,), (0,), ObsConfig(mode="state"), tmp_path, SHORT, workers=1,
+                          temperature=0.5)
+    policy = _RecordsDecoding()
+    evaluate(request, policy, progress=False)
+    assert policy.seen == {("sample", 0.5)}
+    assert _rows(tmp_path)[0]["provenance"]["decoding"] == {"mode": "sample", "temperature": 0.5}
+
+
 @pytest.mark.libero
 def test_a_killed_run_resumes_without_redoing_finished_episodes(tmp_path):
     out = tmp_path / "run"
@@ -99,6 +119,7 @@ def test_a_killed_run_resumes_without_redoing_finished_episodes(tmp_path):
     (["--episodes", "51"], "valid: 0..49"),
     (["--episode-ids", "3,50"], "valid: 0..49"),
     (["--policy", "openvla-99b"], "valid: zero, random"),
+    (["--temperature", "-0.5"], "0 = greedy"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     base = {"--policy": "zero", "--suite": "object", "--out": str(tmp_path / "out")}

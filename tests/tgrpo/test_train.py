@@ -108,3 +108,18 @@ def test_methods_and_profiles_validate(init_checkpoint, tmp_path):
     assert cfg.reward_kind == "sparse" and cfg.estimator == "grpo"
     assert for_profile("small", method="tgrpo", suite="libero_object", task_id=0, init_checkpoint=init_checkpoint,
                        out_dir=tmp_path).group_size == 4
+
+
+def test_exported_policy_acts_like_the_trained_one(init_checkpoint, tmp_path):
+    """After training, the merged plain checkpoint gives the LoRA policy's log-probs (and differs from the SFT one)."""
+    trainer = Trainer(_cfg(init_checkpoint, tmp_path / "run", iterations=1, lr=1e-2))
+    trainer.run(progress=False)
+    exported = TinyPolicy.load(trainer.export_policy(tmp_path / "policy"))
+    obs = {"state": np.random.default_rng(0).normal(size=(3, 64)).astype(np.float32)}
+    instr = ["pick up the alphabet soup and place it in the basket"] * 3
+    tokens = torch.from_numpy(exported.act(obs, instr, [0, 1, 2], mode="sample").tokens)
+    with torch.no_grad():
+        trained = trainer.policy.token_logprobs(obs, instr, tokens)
+        sft = TinyPolicy.load(init_checkpoint).token_logprobs(obs, instr, tokens)
+        torch.testing.assert_close(exported.token_logprobs(obs, instr, tokens), trained, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(trained, sft, atol=1e-4)

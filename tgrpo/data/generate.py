@@ -101,7 +101,7 @@ def run_task(request: DemoRequest, task_id: int, report) -> dict:
 
     from tgrpo.data.hdf5 import merge_demo_files, write_demo_file
     from tgrpo.data.keyposes import aggregate_task
-    from tgrpo.data.record import fresh_init_state, record_episode
+    from tgrpo.data.record import fresh_start, record_episode
     from tgrpo.envs.libero_env import LiberoEnv, official_init_states, task_info
     from tgrpo.envs.observation import ObsConfig
     from tgrpo.envs.protocol import Protocol
@@ -127,8 +127,8 @@ def run_task(request: DemoRequest, task_id: int, report) -> dict:
     try:
         while len(done) < request.per_task and attempt < limit:
             seed = request.seed + task_id * SEED_STRIDE + attempt
-            init_state, used_seed = fresh_init_state(env, seed, official)
-            rec = record_episode(env, expert, init_state, episode_key=(task_id, "train", used_seed),
+            start, used_seed = fresh_start(env, seed, official)
+            rec = record_episode(env, expert, start, episode_key=(task_id, "train", used_seed),
                                  privileged=request.privileged, action_noise=request.action_noise,
                                  noise_seed=used_seed)
             steps_total += rec.steps

@@ -13,7 +13,8 @@ files and ours alike::
         obs/joint_states [T, 7]
 
 Additions of this project, ignored by LIBERO's and robomimic's loaders: per demo the attrs ``seed``,
-``init_source`` ('fresh': placements sampled by ``env.reset()``), ``stage_names`` and ``stage_transitions`` (JSON),
+``init_source`` ('fresh': placements sampled by ``env.reset()``), ``fixture_names`` (JSON) and ``fixture_poses``
+[F, 7] (the placed fixtures' model poses, which ``init_state`` does not hold), ``stage_names`` and ``stage_transitions`` (JSON),
 the dataset ``stage_index`` [T] (the expert's stage at each step), optionally ``obs/privileged`` [T, D] and
 ``executed_actions`` [T, 7] (when the generator perturbed the executed actions, ``actions`` holds the expert's
 unperturbed labels and this the actions the simulator received: replay these, train on those);

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tgrpo.data.hdf5 import Demo
+from tgrpo.envs.libero_env import EpisodeStart
 
 OFFICIAL_MATCH_TOL = 1e-3  # max |difference| over the object part of the state below which two states are "the same"
 
@@ -36,14 +37,14 @@ def matches_official(state: np.ndarray, official: np.ndarray, robot_dims: int = 
     return bool(diff.min() < tol)
 
 
-def fresh_init_state(env, seed: int, official: np.ndarray | None = None, max_tries: int = 20) -> tuple[np.ndarray, int]:
-    """A new placement of the task's objects sampled by LIBERO from `seed` (then seed+1, ... if it collides with an
-    official state); returns (flattened MuJoCo state, seed used)."""
+def fresh_start(env, seed: int, official: np.ndarray | None = None, max_tries: int = 20) -> tuple[EpisodeStart, int]:
+    """A new placement of the task's objects and fixtures sampled by LIBERO from `seed` (then other seeds if it
+    collides with an official state); returns (the episode start, seed used)."""
     for k in range(max_tries):
         s = seed + k * 7919  # a distinct stream per retry, away from the next demo's seed
-        state = env.sample_init_state(s)
-        if official is None or not matches_official(state, official):
-            return state, s
+        start = env.sample_start(s)
+        if official is None or not matches_official(start.state, official):
+            return start, s
     raise RuntimeError(f"could not sample a placement distinct from the official init states from seed {seed}")
 
 
@@ -71,18 +72,18 @@ def perturb(action: np.ndarray, noise: float, rng: np.random.Generator) -> np.nd
     return out
 
 
-def record_episode(env, expert, init_state: np.ndarray, episode_key: tuple = (), privileged: bool = True,
+def record_episode(env, expert, start: EpisodeStart, episode_key: tuple = (), privileged: bool = True,
                    slot: int = 0, action_noise: float = 0.0, noise_seed: int = 0) -> Recording:
-    """Run the expert from `init_state` under the env's protocol and collect a LIBERO-layout demo.
+    """Run the expert from `start` under the env's protocol and collect a LIBERO-layout demo.
 
     With `action_noise` > 0 the executed actions are perturbed (`perturb`, noise drawn from `noise_seed`) while
     the demo's `actions` keep the expert's own labels for the states it actually saw; `executed_actions` holds
     what was executed. The expert being closed-loop, it corrects the drift, so the data covers the states a
     learner's small errors lead to (the covariate shift of behaviour cloning)."""
-    start = time.monotonic()
+    started = time.monotonic()
     rng = np.random.default_rng([noise_seed, 1])
     executed: list[np.ndarray] = []
-    obs = env.start_episode(init_state)
+    obs = env.start_episode(start)
     expert.begin_episode(slot, env.info.instruction, episode_key, env.layout)
     layout, sim = env.layout, env.sim_env
     robot = sim.robots[0]
@@ -135,7 +136,9 @@ def record_episode(env, expert, init_state: np.ndarray, episode_key: tuple = (),
         actions=np.stack(buf["actions"]), states=np.stack(buf["states"]), rewards=rewards, dones=dones,
         obs=obs_out, robot_states=np.stack(buf["robot_states"]), stage_index=stage_index,
         attrs={"stage_transitions": json.dumps(transitions), "stage_names": json.dumps(stage_names),
-               "success": int(success), "action_noise": float(action_noise)},
+               "success": int(success), "action_noise": float(action_noise),
+               "fixture_names": json.dumps(list(start.fixture_names)),
+               "fixture_poses": np.asarray(start.fixture_poses, dtype=np.float64)},
         executed_actions=np.stack(executed) if action_noise > 0 else None,
     )
-    return Recording(demo, bool(success), t, time.monotonic() - start, transitions, stage_names)
+    return Recording(demo, bool(success), t, time.monotonic() - started, transitions, stage_names)

@@ -6,12 +6,19 @@ mujoco 2.3.7. Rendering uses ``MUJOCO_GL`` (``egl`` by default; robosuite forces
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
+from tgrpo.envs.fixtures import (
+    official_fixture_poses,
+    placed_fixtures,
+    read_fixture_poses,
+    write_fixture_poses,
+)
 from tgrpo.envs.observation import ObsConfig, preprocess_frame
 from tgrpo.envs.privileged import PrivilegedLayout, build_layout, read_privileged
 from tgrpo.envs.protocol import OPENVLA_PROTOCOL, Protocol, resolve_suite
@@ -49,6 +56,27 @@ def official_init_states(suite: str, task_id: int) -> np.ndarray:
     return np.asarray(_benchmark(resolve_suite(suite)).get_task_init_states(task_id))
 
 
+@dataclass(frozen=True, eq=False)
+class EpisodeStart:
+    """Everything that fixes an episode's initial scene: the flattened MuJoCo state (qpos, qvel) and the model
+    poses of the placed fixtures, which the state does not hold (docs/protocol.md, "Fixture placement")."""
+
+    state: np.ndarray  # [D_sim]
+    fixture_names: tuple[str, ...]
+    fixture_poses: np.ndarray  # [F, 7]: pos xyz, quat wxyz
+
+    def __post_init__(self) -> None:
+        poses = np.asarray(self.fixture_poses, dtype=np.float64)
+        if poses.shape != (len(self.fixture_names), 7):
+            raise ValueError(f"fixture poses of shape {poses.shape} for fixtures {self.fixture_names}")
+
+
+def official_start(suite: str, task_id: int, episode: int) -> EpisodeStart:
+    """Official episode `episode`: init state k and the fixtures OpenVLA's sequential run has in that episode."""
+    names, poses = official_fixture_poses(suite, task_id, episode)
+    return EpisodeStart(official_init_states(suite, task_id)[episode], names, poses)
+
+
 class EpisodeFinished(RuntimeError):
     """Stepping a LIBERO env after its episode ended (LIBERO itself would raise or misbehave)."""
 
@@ -78,6 +106,7 @@ class LiberoEnv:
             install_fast_render(self._env.env, obs.camera_resolution)
             self._env.reset()  # rebuild once so the first render context already has the fast settings
         self._env.seed(protocol.env_seed)
+        self._fresh_controllers = self._snapshot_controllers()
         self.layout: PrivilegedLayout = build_layout(self._env.env)
         self.steps = 0
         self.finished = True
@@ -87,15 +116,22 @@ class LiberoEnv:
         """The underlying robosuite environment (for privileged access in tests and experts)."""
         return self._env.env
 
-    def start_episode(self, init_state: np.ndarray) -> dict[str, np.ndarray]:
-        """Restore `init_state`, run the protocol's wait steps, return the first observation the policy sees."""
+    def start_episode(self, start: EpisodeStart) -> dict[str, np.ndarray]:
+        """Set the start's fixtures and state, run the protocol's wait steps, return the first observation the
+        policy sees. The scene depends on `start` alone, not on what this env ran before."""
+        if not isinstance(start, EpisodeStart):
+            raise TypeError("start_episode takes an EpisodeStart (official_start() or sample_start()), "
+                            f"not {type(start).__name__}: a bare state leaves the fixtures of the last reset")
         if self.protocol.episode_start == "reset":
             self._env.reset()
+            self._fresh_controllers = self._snapshot_controllers()
+        names = placed_fixtures(self.sim_env)
+        if tuple(start.fixture_names) != names:
+            raise ValueError(f"episode start for fixtures {start.fixture_names}; this task places {names}")
+        write_fixture_poses(self.sim_env, names, start.fixture_poses)
         self._clean_internal_state()
-        raw = self._env.set_init_state(np.asarray(init_state, dtype=np.float64))
-        for robot in self.sim_env.robots:
-            robot.controller.update(force=True)
-            robot.controller.reset_goal()
+        raw = self._env.set_init_state(np.asarray(start.state, dtype=np.float64))
+        self._restore_controllers()
         for _ in range(self.protocol.num_wait_steps):
             raw, _, _, _ = self._env.step(np.asarray(self.protocol.wait_action))
         self.steps = 0
@@ -114,15 +150,15 @@ class LiberoEnv:
         self.finished = bool(done) or self.steps >= self.max_steps
         return self._observe(raw), bool(done)
 
-    def sample_init_state(self, seed: int) -> np.ndarray:
-        """A fresh placement: LIBERO's own region samplers (global NumPy RNG, seeded here) via `reset()`.
-
-        Training starts from these, never from the 50 official evaluation states.
-        """
+    def sample_start(self, seed: int) -> EpisodeStart:
+        """A fresh placement of objects and fixtures: LIBERO's own region samplers (global NumPy RNG, seeded here)
+        via `reset()`. Training starts from these, never from the 50 official evaluation states."""
         self._env.seed(seed)
         self._env.reset()
+        self._fresh_controllers = self._snapshot_controllers()
         self.finished = True
-        return self.get_sim_state()
+        names = placed_fixtures(self.sim_env)
+        return EpisodeStart(self.get_sim_state(), names, read_fixture_poses(self.sim_env, names))
 
     def set_sim_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
         """Overwrite the MuJoCo state mid-episode (tests and expert tooling); returns the new observation."""
@@ -145,6 +181,19 @@ class LiberoEnv:
             if self.obs_cfg.wrist:
                 out["wrist"] = preprocess_frame(raw["robot0_eye_in_hand_image"], self.obs_cfg)
         return out
+
+    def _snapshot_controllers(self) -> list:
+        """Copies of the robots' controllers as a reset leaves them (built and synchronised at the robot's
+        nominal reset pose; LIBERO's reset has no pose noise, so every reset leaves the same state)."""
+        return [copy.deepcopy(robot.controller, memo={id(robot.controller.sim): robot.controller.sim})
+                for robot in self.sim_env.robots]
+
+    def _restore_controllers(self) -> None:
+        """Give each robot a controller in its after-reset state, as OpenVLA's episodes have it: there
+        `set_init_state` follows `reset()` and nothing re-synchronises the controller, so the first policy step's
+        goal is relative to the reset pose, and the nullspace target is the reset pose (docs/protocol.md)."""
+        for robot, fresh in zip(self.sim_env.robots, self._fresh_controllers, strict=True):
+            robot.controller = copy.deepcopy(fresh, memo={id(fresh.sim): fresh.sim})
 
     def _clean_internal_state(self) -> None:
         """Make repeated episodes in one process bit-identical (docs/protocol.md, 'determinism').

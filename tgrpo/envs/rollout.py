@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tgrpo.envs.libero_env import EpisodeStart
 from tgrpo.envs.workers import EnvSpec, WorkerPool, stack
 from tgrpo.policies.base import Policy
 
@@ -50,7 +51,7 @@ def group_rollout(
     pool: WorkerPool,
     spec: EnvSpec,
     policy: Policy,
-    init_states: np.ndarray,
+    starts,
     stop_rule: str = "group",
     max_steps: int | None = None,
     mode: str = "sample",
@@ -59,16 +60,15 @@ def group_rollout(
 ) -> GroupRollout:
     """Roll out len(pool) trajectories of `spec` in lock-step.
 
-    init_states: [D_sim] one state shared by the group (the paper's setting) or [N, D_sim] one per trajectory.
+    starts: one EpisodeStart shared by the group (the paper's setting) or a list of N, one per trajectory.
     max_steps: policy steps, at most the suite's (default the suite's).
     """
     if stop_rule not in STOP_RULES:
         raise ValueError(f"unknown stop rule {stop_rule!r}; valid: {', '.join(STOP_RULES)}")
     n = len(pool)
-    states = np.asarray(init_states, dtype=np.float64)
-    states = np.broadcast_to(states, (n, states.shape[-1])) if states.ndim == 1 else states
-    if states.shape[0] != n:
-        raise ValueError(f"{states.shape[0]} init states for a group of {n}")
+    starts = [starts] * n if isinstance(starts, EpisodeStart) else list(starts)
+    if len(starts) != n:
+        raise ValueError(f"{len(starts)} episode starts for a group of {n}")
 
     errors: list[str | None] = [None] * n
     infos: dict[int, dict] = {}
@@ -83,7 +83,7 @@ def group_rollout(
     horizon = min(max_steps or info["max_steps"], info["max_steps"])
 
     current: dict[int, dict] = {}
-    for i, result in pool.broadcast("start", {i: states[i] for i in infos}).items():
+    for i, result in pool.broadcast("start", {i: starts[i] for i in infos}).items():
         if isinstance(result, Exception):
             errors[i] = f"episode start failed: {result}"
         else:

@@ -60,8 +60,8 @@ def _serve(conn) -> None:
                 result = env.start_episode(payload)
             elif command == "step":
                 result = env.step(payload)
-            elif command == "sample_init_state":
-                result = env.sample_init_state(payload)
+            elif command == "sample_start":
+                result = env.sample_start(payload)
             elif command == "set_sim_state":
                 result = env.set_sim_state(payload)
             elif command == "close":

@@ -19,12 +19,12 @@ def _random(seed: int = 0, **_) -> Policy:
     return RandomPolicy(seed=seed)
 
 
-def _tiny(checkpoint: str | None = None, **_) -> Policy:
+def _tiny(checkpoint: str | None = None, seed: int = 0, **_) -> Policy:
     from tgrpo.policies.tiny import TinyPolicy
 
     if checkpoint is None:
         raise ValueError("policy 'tiny' needs --checkpoint DIR (written by `tgrpo-bench train`)")
-    return TinyPolicy.load(checkpoint)
+    return TinyPolicy.load(checkpoint, seed=seed)
 
 
 def _expert(**_) -> Policy:

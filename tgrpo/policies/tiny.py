@@ -209,9 +209,11 @@ class TinyPolicy(Policy):
     name = "tiny"
 
     def __init__(self, model: nn.Module, cfg: TinyConfig, stats: at.NormStats, meta: dict | None = None,
-                 state_stats: StateStats | None = None):
+                 state_stats: StateStats | None = None, seed: int = 0):
         self.model, self.cfg, self.stats, self.state_stats = model, cfg, stats, state_stats
         self.meta = meta or {}
+        self.seed = seed
+        self._generators: dict[int, torch.Generator] = {}
         self.obs_mode = cfg.variant
         self._word_index = {w: i + 2 for i, w in enumerate(cfg.words)}
 
@@ -241,6 +243,16 @@ class TinyPolicy(Policy):
         return self.model.context(words, None, images)
 
     # ----- policy interface
+    def begin_episode(self, slot: int, instruction: str, episode_key: tuple = (), layout=None) -> None:
+        """Sampling draws from one generator per slot, seeded by (policy seed, episode key): a sampled episode's
+        actions do not depend on which other episodes share the batch or the worker."""
+        self._generators[slot] = _generator(self.seed, *episode_key)
+
+    def _sample(self, probs: torch.Tensor, slots: list[int]) -> torch.Tensor:
+        """One column per row [B] from probs [B, V], row b drawn with the generator of slots[b]."""
+        gens = [self._generators.setdefault(s, _generator(self.seed, -1, s)) for s in slots]
+        return torch.cat([torch.multinomial(probs[b], 1, generator=g) for b, g in enumerate(gens)])
+
     @torch.no_grad()
     def act(self, obs, instructions, slots, mode="greedy", temperature=1.0) -> PolicyOutput:
         if mode not in DECODE_MODES:
@@ -255,7 +267,7 @@ class TinyPolicy(Policy):
             if mode == "greedy":
                 column = logp.argmax(dim=-1)
             else:
-                column = torch.multinomial(F.softmax(logits.float() / temperature, dim=-1), 1).squeeze(1)
+                column = self._sample(F.softmax(logits.float() / temperature, dim=-1), slots)
             token = columns_to_tokens(column, self.cfg.vocab_mode)
             tokens.append(token)
             logprobs.append(logp.gather(1, column[:, None]).squeeze(1))
@@ -276,7 +288,7 @@ class TinyPolicy(Policy):
         return logp.gather(2, tokens_to_columns(tokens, self.cfg.vocab_mode)[..., None]).squeeze(2)
 
     def describe(self) -> dict:
-        return {"name": self.name, "variant": self.cfg.variant, **self.meta}
+        return {"name": self.name, "variant": self.cfg.variant, "seed": self.seed, **self.meta}
 
     # ----- persistence
     def save(self, directory: Path, extra: dict | None = None) -> None:
@@ -288,7 +300,7 @@ class TinyPolicy(Policy):
         (directory / "policy.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
-    def load(cls, directory: Path) -> TinyPolicy:
+    def load(cls, directory: Path, seed: int = 0) -> TinyPolicy:
         directory = Path(directory)
         if not (directory / "policy.json").exists() or not (directory / "model.pt").exists():
             raise FileNotFoundError(f"no tiny checkpoint at {directory} (expected policy.json and model.pt)")
@@ -299,7 +311,13 @@ class TinyPolicy(Policy):
         model = TinyVLA(cfg)
         model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
         return cls(model, cfg, stats, {"checkpoint": str(directory)},
-                   StateStats(**{k: tuple(v) for k, v in state_stats.items()}) if state_stats else None)
+                   StateStats(**{k: tuple(v) for k, v in state_stats.items()}) if state_stats else None, seed)
+
+
+def _generator(*key: int) -> torch.Generator:
+    """A torch generator seeded from a tuple of non-negative or negative ints, stable across runs."""
+    words = [int(k) % 2**32 for k in key]
+    return torch.Generator().manual_seed(int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0]) >> 1)
 
 
 def lora_targets(model: nn.Module) -> list[str]:

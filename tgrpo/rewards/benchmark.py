@@ -34,7 +34,7 @@ def run_benchmark(suite: str, task_id: int, spec: dict, n: int = 4, m: int = 300
                   policy: str = "expert", key_poses=None, log=None) -> dict:
     """Record m steps of one real episode (expert, else random actions), time env.step, tile to [n, m + 1, D]
     with small per-trajectory noise, time the reward."""
-    from tgrpo.envs.libero_env import LiberoEnv, official_init_states
+    from tgrpo.envs.libero_env import LiberoEnv, official_start
     from tgrpo.envs.observation import ObsConfig
     from tgrpo.envs.protocol import MAX_POLICY_STEPS, Protocol
 
@@ -49,7 +49,7 @@ def run_benchmark(suite: str, task_id: int, spec: dict, n: int = 4, m: int = 300
             from tgrpo.policies.simple import RandomPolicy
 
             actor = RandomPolicy(seed=0)
-        obs = env.start_episode(official_init_states(suite, task_id)[0])
+        obs = env.start_episode(official_start(suite, task_id, 0))
         actor.begin_episode(0, env.info.instruction, (0,), env.layout)
         priv, step_s = [obs["privileged"]], []
         for _ in range(m):

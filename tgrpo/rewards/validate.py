@@ -120,10 +120,10 @@ class _GripperOpen(Policy):
         return PolicyOutput(a)
 
 
-def run_episode(env, policy: Policy, init_state, max_steps: int, kind: str, init_index: int,
+def run_episode(env, policy: Policy, start, max_steps: int, kind: str, init_index: int,
                 episode_key: tuple = ()) -> Episode:
     """One episode in a LiberoEnv (state observations), stopping at success or after max_steps."""
-    obs = env.start_episode(init_state)
+    obs = env.start_episode(start)
     policy.begin_episode(0, env.info.instruction, episode_key, env.layout)
     priv, done = [obs["privileged"]], []
     for _ in range(max_steps):
@@ -209,18 +209,18 @@ def check_task(reward: StageReward, demos: list[Episode], failures: list[Episode
     }
 
 
-def collect(env, expert_factory, init_states: list[tuple[int, np.ndarray]], random_seed: int = 0,
+def collect(env, expert_factory, starts: list[tuple[int, object]], random_seed: int = 0,
             log=None, wanted: int | None = None) -> tuple[list[Episode], list[Episode]]:
-    """Expert demonstrations and failure rollouts on the given (index, init state) pairs, in order, until
+    """Expert demonstrations and failure rollouts on the given (index, EpisodeStart) pairs, in order, until
     `wanted` expert demonstrations succeeded (default: all pairs)."""
     from tgrpo.policies.simple import RandomPolicy
 
     demos, failures = [], []
     expert_ok = 0
-    for idx, state in init_states:
+    for idx, start in starts:
         if wanted is not None and expert_ok >= wanted:
             break
-        ep = run_episode(env, expert_factory(), state, env.max_steps, "expert", idx, (idx,))
+        ep = run_episode(env, expert_factory(), start, env.max_steps, "expert", idx, (idx,))
         if log:
             log(f"  init {idx}: expert {'succeeded' if ep.success else 'FAILED'} in {len(ep.done)} steps")
         if not ep.success:  # no demonstration length to cut failures to: the expert's own failure is one
@@ -235,7 +235,7 @@ def collect(env, expert_factory, init_states: list[tuple[int, np.ndarray]], rand
             ("random", RandomPolicy(seed=random_seed + idx)),
         ]
         for kind, policy in variants:
-            other = run_episode(env, policy, state, m, kind, idx, (idx,))
+            other = run_episode(env, policy, start, m, kind, idx, (idx,))
             (demos if other.success else failures).append(other)
     return demos, failures
 
@@ -245,21 +245,20 @@ def validate_task(suite: str, task_id: int, spec: dict, episodes: int = 3, key_p
                   tries: int | None = None) -> TaskValidation:
     """Build the task's env, collect demonstrations (`episodes` successful ones, trying official init states
     0, 1, ... up to `tries`, default 2 * episodes) and failures, run the checks."""
-    from tgrpo.envs.libero_env import LiberoEnv, official_init_states
+    from tgrpo.envs.libero_env import LiberoEnv, official_start
     from tgrpo.envs.observation import ObsConfig
-    from tgrpo.envs.protocol import Protocol
+    from tgrpo.envs.protocol import INIT_STATES_PER_TASK, Protocol
 
     if expert_factory is None:
         from tgrpo.experts import ExpertPolicy
 
         expert_factory = ExpertPolicy
     t0 = time.time()
-    states = official_init_states(suite, task_id)
     env = LiberoEnv(suite, task_id, ObsConfig(mode="state"), Protocol(episode_start="restore"))
     try:
         reward = StageReward(spec, env.layout, key_poses)
-        tries = min(len(states), tries or 2 * episodes)
-        demos, failures = collect(env, expert_factory, [(i, states[i]) for i in range(tries)], log=log,
+        tries = min(INIT_STATES_PER_TASK, tries or 2 * episodes)
+        demos, failures = collect(env, expert_factory, [(i, official_start(suite, task_id, i)) for i in range(tries)], log=log,
                                   wanted=episodes)
     finally:
         env.close()
@@ -297,16 +296,13 @@ def demonstrations_on_sampled_states(suite: str, task_id: int, wanted: int, seed
 
         expert_factory = ExpertPolicy
     env = LiberoEnv(suite, task_id, ObsConfig(mode="state"), Protocol(episode_start="restore"))
-    if not hasattr(env, "sample_init_state"):
-        env.close()
-        raise RuntimeError("LiberoEnv.sample_init_state is missing: this checkout cannot sample placements")
     demos: list[Episode] = []
     try:
         for k in range(2 * wanted):
             if len(demos) >= wanted:
                 break
-            state = env.sample_init_state(seed + k)
-            ep = run_episode(env, expert_factory(), state, env.max_steps, "expert", seed + k, (seed + k,))
+            start = env.sample_start(seed + k)
+            ep = run_episode(env, expert_factory(), start, env.max_steps, "expert", seed + k, (seed + k,))
             if log:
                 log(f"  placement seed {seed + k}: expert {'succeeded' if ep.success else 'failed'} "
                     f"in {len(ep.done)} steps")

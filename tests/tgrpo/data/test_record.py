@@ -18,7 +18,7 @@ def test_perturb_adds_clipped_noise_to_the_arm_and_keeps_the_gripper():
 
 @pytest.mark.libero
 def test_noisy_demo_replays_from_its_executed_actions():
-    from tgrpo.data.record import fresh_init_state, record_episode
+    from tgrpo.data.record import fresh_start, record_episode
     from tgrpo.envs.libero_env import LiberoEnv, official_init_states
     from tgrpo.envs.observation import ObsConfig
     from tgrpo.envs.protocol import Protocol
@@ -26,7 +26,7 @@ def test_noisy_demo_replays_from_its_executed_actions():
 
     env = LiberoEnv("libero_object", 0, ObsConfig(mode="state"), Protocol(episode_start="restore"))
     try:
-        init, seed = fresh_init_state(env, 11, official_init_states("libero_object", 0))
+        init, seed = fresh_start(env, 11, official_init_states("libero_object", 0))
         rec = record_episode(env, ExpertPolicy(), init, action_noise=0.05, noise_seed=seed)
         demo = rec.demo
         t = min(len(demo), 60)

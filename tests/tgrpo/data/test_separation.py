@@ -20,7 +20,7 @@ def test_matches_official_hand_built():
 
 @pytest.mark.libero
 def test_fresh_placements_are_not_official_states():
-    from tgrpo.data.record import fresh_init_state
+    from tgrpo.data.record import fresh_start
     from tgrpo.envs.libero_env import LiberoEnv, official_init_states
     from tgrpo.envs.observation import ObsConfig
     from tgrpo.envs.protocol import Protocol
@@ -28,7 +28,7 @@ def test_fresh_placements_are_not_official_states():
     official = official_init_states("libero_object", 0)
     env = LiberoEnv("libero_object", 0, ObsConfig(mode="state"), Protocol(episode_start="restore"))
     try:
-        states = [fresh_init_state(env, seed, official)[0] for seed in (0, 1)]
+        states = [fresh_start(env, seed, official)[0].state for seed in (0, 1)]
     finally:
         env.close()
     for state in states:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tgrpo.envs.libero_env import EpisodeFinished, LiberoEnv, official_init_states, task_info
+from tgrpo.envs.libero_env import EpisodeFinished, LiberoEnv, official_init_states, official_start, task_info
 from tgrpo.envs.observation import ObsConfig
 from tgrpo.envs.protocol import MAX_POLICY_STEPS, Protocol
 
@@ -18,7 +18,7 @@ def test_every_suite_restores_init_state_k_and_steps(suite, task_id, k):
     assert states.shape[0] == 50
     env = LiberoEnv(suite, task_id, STATE, Protocol(num_wait_steps=0))
     try:
-        env.start_episode(states[k])
+        env.start_episode(official_start(suite, task_id, k))
         # with no wait steps the simulator holds exactly the official state (index 0 is the sim time)
         np.testing.assert_array_equal(env.get_sim_state()[1:], states[k][1:])
         assert env.max_steps == MAX_POLICY_STEPS[suite]
@@ -45,7 +45,7 @@ def test_stepping_a_finished_episode_raises():
     protocol = Protocol(max_policy_steps={**MAX_POLICY_STEPS, "libero_object": 3}, episode_start="restore")
     env = LiberoEnv("object", 0, STATE, protocol)
     try:
-        env.start_episode(official_init_states("object", 0)[0])
+        env.start_episode(official_start("object", 0, 0))
         for _ in range(3):
             env.step(np.zeros(7))
         assert env.finished
@@ -61,7 +61,7 @@ def _final_states(episode_start: str, repeats: int = 2) -> list[np.ndarray]:
     out = []
     try:
         for _ in range(repeats):
-            env.start_episode(official_init_states("object", 0)[3])
+            env.start_episode(official_start("object", 0, 3))
             for a in actions:
                 env.step(a)
             out.append(env.get_sim_state())
@@ -80,7 +80,7 @@ def test_repeated_episodes_are_bit_identical_in_both_start_modes():
 def test_image_observation_shapes_and_wrist_camera():
     env = LiberoEnv("goal", 0, ObsConfig(mode="image", wrist=True), Protocol(num_wait_steps=1))
     try:
-        obs = env.start_episode(official_init_states("goal", 0)[0])
+        obs = env.start_episode(official_start("goal", 0, 0))
         for key in ("image", "wrist"):
             assert obs[key].shape == (224, 224, 3) and obs[key].dtype == np.uint8
             assert obs[key].std() > 10  # a real scene, not a blank frame
@@ -89,23 +89,77 @@ def test_image_observation_shapes_and_wrist_camera():
         env.close()
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (issue 2 note, docs/protocol.md 'Fixture placement'): LIBERO "
-                   "places fixtures (cabinet, stove, rack) in the model at reset(); the official init states do not "
-                   "hold them, so an episode's fixtures depend on the worker's history")
+def _fixtures(env) -> np.ndarray:
+    """Model positions of every fixture's root body (re-read: a hard reset rebuilds the model)."""
+    sim = env if hasattr(env, "fixtures_dict") else env.sim_env
+    model = sim.sim.model
+    return np.array([model.body_pos[model.body_name2id(f.root_body)] for f in sim.fixtures_dict.values()])
+
+
 def test_fixture_placement_is_a_function_of_the_episode():
-    """The same official init state must see the same scene whatever the worker ran before it."""
-    init = official_init_states("libero_goal", 7)[0]
+    """The same official episode sees the same scene whatever the worker ran before it, in both start modes."""
+    env = LiberoEnv("libero_goal", 7, STATE, Protocol(episode_start="restore"))
+    other = LiberoEnv("libero_goal", 7, STATE, Protocol(episode_start="reset"))
+    try:
+        env.start_episode(official_start("goal", 7, 0))
+        first = _fixtures(env)
+        env.sample_start(123)  # a training placement in between, as in RL workers
+        env.start_episode(official_start("goal", 7, 2))
+        assert np.abs(_fixtures(env) - first).max() > 1e-3  # another episode, other fixture placements
+        env.start_episode(official_start("goal", 7, 0))
+        np.testing.assert_array_equal(_fixtures(env), first)
+        other.start_episode(official_start("goal", 7, 0))  # a reset-mode worker draws, then sets episode 0's
+        np.testing.assert_array_equal(_fixtures(other), first)
+    finally:
+        env.close()
+        other.close()
 
-    def fixtures(env):
-        model = env.sim_env.sim.model  # re-read: a hard reset rebuilds the model
-        return np.array([model.body_pos[model.body_name2id(f.root_body)] for f in env.sim_env.fixtures_dict.values()])
 
+def test_official_episodes_reproduce_openvlas_sequential_run():
+    """OpenVLA's script, transcribed: build the rendering env, seed(0), then per episode reset(),
+    set_init_state(k), 10 wait steps, then the policy's actions. Our episode 1 must reach the bit-identical
+    simulator state, with the same fixtures, whether started in a fresh `reset`-mode env or in a `restore`-mode
+    env that ran another episode and a training placement before."""
+    from libero.libero.envs import OffScreenRenderEnv
+
+    init = official_init_states("goal", 7)
+    actions = np.random.default_rng(0).uniform(-1, 1, (15, 7))
+    ovla = OffScreenRenderEnv(bddl_file_name=task_info("goal", 7).bddl_file, camera_heights=256, camera_widths=256)
+    try:
+        ovla.seed(0)
+        for k in range(2):
+            ovla.reset()
+            ovla.set_init_state(init[k])
+            for _ in range(10):
+                ovla.step([0, 0, 0, 0, 0, 0, -1])
+        for a in actions:
+            ovla.step(a)
+        expected_state, expected_fixtures = np.asarray(ovla.get_sim_state()), _fixtures(ovla.env)
+    finally:
+        ovla.close()
+    for mode in ("reset", "restore"):
+        ours = LiberoEnv("libero_goal", 7, STATE, Protocol(episode_start=mode))
+        try:
+            if mode == "restore":  # a worker with a history
+                ours.start_episode(official_start("goal", 7, 3))
+                for a in actions[::-1]:
+                    ours.step(a)
+                ours.sample_start(5)
+            ours.start_episode(official_start("goal", 7, 1))
+            for a in actions:
+                ours.step(a)
+            np.testing.assert_array_equal(_fixtures(ours), expected_fixtures)
+            np.testing.assert_array_equal(ours.get_sim_state(), expected_state, err_msg=mode)
+        finally:
+            ours.close()
+
+
+def test_an_episode_start_of_another_task_is_refused():
     env = LiberoEnv("libero_goal", 7, STATE, Protocol(episode_start="restore"))
     try:
-        env.start_episode(init)
-        first = fixtures(env)
-        env.sample_init_state(123)  # a training placement in between, as in RL workers
-        env.start_episode(init)
-        np.testing.assert_array_equal(fixtures(env), first)
+        with pytest.raises(ValueError, match="places"):
+            env.start_episode(official_start("object", 0, 0))  # no fixtures placed there, three here
+        with pytest.raises(TypeError, match="EpisodeStart"):
+            env.start_episode(official_init_states("goal", 7)[0])  # a bare state would keep stale fixtures
     finally:
         env.close()

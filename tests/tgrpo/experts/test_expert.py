@@ -108,7 +108,7 @@ def test_planner_rejects_unknown_predicate():
 @pytest.mark.libero
 def test_expert_solves_libero_object_task_episodes():
     """Two official episodes of libero_object task 0, judged by LIBERO's own success check."""
-    from tgrpo.envs.libero_env import LiberoEnv, official_init_states
+    from tgrpo.envs.libero_env import LiberoEnv, official_start
     from tgrpo.envs.observation import ObsConfig
     from tgrpo.envs.protocol import Protocol
     from tgrpo.policies import make_policy
@@ -117,7 +117,7 @@ def test_expert_solves_libero_object_task_episodes():
     expert = make_policy("expert")
     try:
         for k in (0, 1):
-            obs = env.start_episode(official_init_states("libero_object", 0)[k])
+            obs = env.start_episode(official_start("libero_object", 0, k))
             expert.begin_episode(0, env.info.instruction, (0, k), env.layout)
             success = False
             for _ in range(env.max_steps):

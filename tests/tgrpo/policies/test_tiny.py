@@ -124,3 +124,18 @@ def test_image_variant_uses_the_image():
     a = policy.token_logprobs({"image": img}, INSTR[:2], tokens)
     b = policy.token_logprobs({"image": 255 - img}, INSTR[:2], tokens)
     assert not torch.allclose(a, b)
+
+
+def test_sampled_actions_depend_on_the_episode_not_on_the_batch():
+    """A sampled episode acts the same alone or batched with others, in any slot; another key samples differently."""
+    policy = _policy()
+    obs = _obs()
+    for slot, key in ((0, (3, 0)), (1, (3, 1)), (2, (3, 2))):
+        policy.begin_episode(slot, INSTR[0], key)
+    batched = [policy.act(obs, INSTR, [0, 1, 2], mode="sample", temperature=2.0).tokens for _ in range(3)]
+    policy.begin_episode(7, INSTR[0], (3, 1))  # episode (3, 1) again, alone, in another slot
+    alone = [policy.act({"state": obs["state"][1:2]}, INSTR[:1], [7], mode="sample", temperature=2.0).tokens
+             for _ in range(3)]
+    for b, a in zip(batched, alone, strict=True):
+        np.testing.assert_array_equal(a[0], b[1])
+    assert not np.array_equal(batched[0][0], batched[0][1]) or not np.array_equal(batched[1][0], batched[1][1])

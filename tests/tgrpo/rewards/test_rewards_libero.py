@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tgrpo.envs.libero_env import LiberoEnv, official_init_states
+from tgrpo.envs.libero_env import LiberoEnv, official_start
 from tgrpo.envs.observation import ObsConfig
 from tgrpo.envs.protocol import MAX_POLICY_STEPS, SUITES, Protocol
 from tgrpo.rewards import StageReward, load_task_reward, rollout_rewards, sparse_rewards
@@ -28,7 +28,7 @@ def _check_task_against_env(suite, task):
         assert facts.goal_literals == layout.goal_literals
         spec = load_spec(suite, task, facts=facts, allow_failed=True)
         reward = StageReward(spec, layout)  # every name resolves in the real layout
-        obs = env.start_episode(official_init_states(suite, task)[0])
+        obs = env.start_episode(official_start(suite, task, 0))
         P = obs["privileged"][None, None]
         assert reward.stage_index(P).shape == (1, 1)
         assert np.isfinite(reward.terms(np.repeat(P, 2, axis=1)).rewards).all()
@@ -55,7 +55,7 @@ def test_expert_demonstration_climbs_every_stage_in_order():
     env = _env("libero_object", 0)
     try:
         reward = load_task_reward("libero_object", 0, env.layout, allow_failed=True)
-        ep = run_episode(env, experts.ExpertPolicy(), official_init_states("object", 0)[0], env.max_steps,
+        ep = run_episode(env, experts.ExpertPolicy(), official_start("object", 0, 0), env.max_steps,
                          "expert", 0)
     finally:
         env.close()
@@ -78,7 +78,7 @@ def test_rewards_of_a_group_rollout():
     proto = Protocol(episode_start="restore", max_policy_steps={**MAX_POLICY_STEPS, "libero_object": 6})
     with WorkerPool(1) as pool:
         ro = group_rollout(pool, EnvSpec("libero_object", 0, ObsConfig(mode="state"), proto), RandomPolicy(0),
-                           official_init_states("object", 0)[0])
+                           official_start("object", 0, 0))
     spec = load_spec("libero_object", 0, allow_failed=True)
     terms = rollout_rewards(ro, spec)
     assert terms.rewards.shape == ro.done.shape == (1, 6)
