@@ -12,7 +12,8 @@ from tgrpo.jsonl import read_rows
 
 
 def load_run(run_dir: Path) -> tuple[str, list[dict]]:
-    """(label "method task N", metric rows) of a run directory written by `tgrpo.train`."""
+    """(label "method suite task N (run dir)", metric rows) of a run directory written by `tgrpo.train`; the run
+    directory's name keeps two runs of one method and task apart."""
     run_dir = Path(run_dir)
     metrics, config = run_dir / "metrics.jsonl", run_dir / "config.json"
     if not metrics.exists():
@@ -21,7 +22,7 @@ def load_run(run_dir: Path) -> tuple[str, list[dict]]:
     label = run_dir.name
     if config.exists():
         cfg = json.loads(config.read_text())
-        label = f"{cfg.get('method')} {cfg.get('suite')} task {cfg.get('task_id')}"
+        label = f"{cfg.get('method')} {cfg.get('suite')} task {cfg.get('task_id')} ({run_dir.name})"
     return label, rows
 
 

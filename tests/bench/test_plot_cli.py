@@ -30,9 +30,14 @@ def test_plot_writes_a_png_with_one_curve_per_run(tmp_path, capsys):
     assert main(["plot", "--runs", str(a), str(b), "--smooth", "2", "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = curves([a, b], "rollout/success_rate", 2)  # the torn last line is skipped
-    np.testing.assert_allclose(data["tgrpo libero_object task 1"][1], [0.0, 0.25, 0.75])
-    np.testing.assert_allclose(data["grpo libero_object task 1"][1], [1.0, 1.0, 0.5])
-    assert "grpo libero_object task 1: 3 iterations" in capsys.readouterr().out
+    np.testing.assert_allclose(data["tgrpo libero_object task 1 (a)"][1], [0.0, 0.25, 0.75])
+    np.testing.assert_allclose(data["grpo libero_object task 1 (b)"][1], [1.0, 1.0, 0.5])
+    assert "grpo libero_object task 1 (b): 3 iterations" in capsys.readouterr().out
+
+
+def test_two_runs_of_one_method_and_task_are_two_curves(tmp_path):
+    a, b = _run(tmp_path, "t1_seed0", [0.0, 1.0]), _run(tmp_path, "t1_seed1", [1.0, 1.0])
+    assert len(curves([a, b], "rollout/success_rate", 1)) == 2
 
 
 @pytest.mark.parametrize("extra,message", [(["--metric", "nope"], "no metric 'nope'"), (["--smooth", "0"], "--smooth")])
