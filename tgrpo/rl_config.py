@@ -36,6 +36,7 @@ class RLConfig:
         1/N sum_i 1/|o_i| sum_t holds exactly (smaller minibatches would re-weight trajectories).
     grad_clip 1.0: standard for PPO-style updates; not given by the paper.
     temperature 1.0: sampling from the policy itself, so rollout log-probs are the behaviour policy's.
+        Lower values bring rollouts closer to greedy evaluation (docs/training.md, "Bug hunt").
     lora_rank 32 / lora_alpha 16: OpenVLA's LIBERO fine-tunes (all linear layers).
     episode_start "restore": bit-identical to OpenVLA's reset (docs/protocol.md) and 15x faster to start.
     train_seed_base: fresh placements for training use seeds train_seed_base + iteration, never official states.
