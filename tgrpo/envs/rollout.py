@@ -51,7 +51,7 @@ def group_rollout(
     pool: WorkerPool,
     spec: EnvSpec,
     policy: Policy,
-    starts,
+    starts: EpisodeStart | list[EpisodeStart],
     stop_rule: str = "group",
     max_steps: int | None = None,
     mode: str = "sample",
