@@ -51,9 +51,14 @@ def task_info(suite: str, task_id: int) -> TaskInfo:
     return TaskInfo(suite, task_id, task.name, task.language, bddl)
 
 
+@lru_cache(maxsize=64)
+def _init_states(suite: str, task_id: int) -> np.ndarray:
+    return np.asarray(_benchmark(suite).get_task_init_states(task_id))  # LIBERO reads the file on every call
+
+
 def official_init_states(suite: str, task_id: int) -> np.ndarray:
-    """The task's fixed evaluation initial states, [50, D] flattened MuJoCo states."""
-    return np.asarray(_benchmark(resolve_suite(suite)).get_task_init_states(task_id))
+    """The task's fixed evaluation initial states, [50, D] flattened MuJoCo states (a copy: callers may edit it)."""
+    return _init_states(resolve_suite(suite), task_id).copy()
 
 
 @dataclass(frozen=True, eq=False)
