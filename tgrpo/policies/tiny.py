@@ -250,7 +250,10 @@ class TinyPolicy(Policy):
 
     def _sample(self, probs: torch.Tensor, slots: list[int]) -> torch.Tensor:
         """One column per row [B] from probs [B, V], row b drawn with the generator of slots[b]."""
-        gens = [self._generators.setdefault(s, _generator(self.seed, -1, s)) for s in slots]
+        for s in slots:
+            if s not in self._generators:  # a slot used without begin_episode: seeded by the slot alone
+                self._generators[s] = _generator(self.seed, -1, s)
+        gens = [self._generators[s] for s in slots]
         return torch.cat([torch.multinomial(probs[b], 1, generator=g) for b, g in enumerate(gens)])
 
     @torch.no_grad()
