@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "rewards": ("bench.cli.rewards", "multi-stage dense reward specs: generate, check, validate, key poses"),
     "demos": ("bench.cli.demos", "record scripted-expert demonstrations (LIBERO HDF5) and reference key poses"),
     "plot": ("bench.cli.plot", "learning curves of RL runs (PNG)"),
+    "report": ("bench.cli.report", "RL runs before/after against their SFT baseline (markdown + JSON)"),
 }
 
 

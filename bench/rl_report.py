@@ -1,0 +1,143 @@
+"""Before/after table of online RL runs against the SFT policy they started from.
+
+Each RL run directory (`tgrpo.train`) holds its final evaluation in `eval/`; each baseline is a `tgrpo-bench eval`
+directory of the SFT checkpoint. A row pairs a run with the baseline of the same suite and task, after checking that
+both evaluations ran the same protocol on the same episodes with the same decoding and that the run started from the
+baseline's checkpoint: a before/after pair that differs in anything else is refused, never printed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.results import wilson_interval
+from tgrpo.jsonl import read_rows
+
+# `episode_start` is left out of the comparison: "reset" and "restore" give bit-identical episodes
+# (tests/tgrpo/envs/test_libero_env.py::test_official_episodes_reproduce_openvlas_sequential_run).
+COMPARED = ("suite", "task_ids", "episode_ids", "decoding", "obs", "seeds")
+PROTOCOL_IGNORED = ("episode_start",)
+CURVE_WINDOW = 10  # iterations averaged at the start and the end of a run for the training columns
+
+
+class ReportError(ValueError):
+    """A run or baseline directory is missing, unfinished, or not comparable."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    successes: int
+    episodes: int
+    run: dict
+
+    @property
+    def rate(self) -> float:
+        return self.successes / self.episodes
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.successes, self.episodes)
+
+    def cell(self) -> str:
+        lo, hi = self.interval
+        return f"{self.successes}/{self.episodes} = {100 * self.rate:.0f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def load_evaluation(directory: Path) -> Evaluation:
+    """One-task evaluation directory -> successes over its episodes (errors count as failures)."""
+    directory = Path(directory)
+    run_file, summary_file = directory / "run.json", directory / "summary.json"
+    if not run_file.exists() or not summary_file.exists():
+        raise ReportError(f"{directory}: no finished evaluation (expected run.json and summary.json)")
+    run, summary = json.loads(run_file.read_text()), json.loads(summary_file.read_text())
+    if len(run["task_ids"]) != 1:
+        raise ReportError(f"{directory}: evaluates tasks {run['task_ids']}; a before/after row needs one task")
+    (task,) = summary["tasks"]
+    if task["episodes"] != len(run["episode_ids"]):
+        raise ReportError(f"{directory}: {task['episodes']} of {len(run['episode_ids'])} episodes finished")
+    return Evaluation(task["successes"], task["episodes"], run)
+
+
+def _protocol(run: dict) -> dict:
+    return {k: v for k, v in run["protocol"].items() if k not in PROTOCOL_IGNORED}
+
+
+def comparable(before: dict, after: dict) -> list[str]:
+    """Names of the settings in which two evaluations' run.json differ (empty: comparable)."""
+    diffs = [key for key in COMPARED if before.get(key) != after.get(key)]
+    if _protocol(before) != _protocol(after):
+        diffs.append("protocol")
+    if before["policy"].get("checkpoint") != after["policy"].get("checkpoint"):
+        diffs.append("policy.checkpoint (the run did not start from this baseline)")
+    return diffs
+
+
+def verdict(before: Evaluation, after: Evaluation) -> str:
+    """Where the RL success rate falls against the SFT policy's Wilson 95 % interval."""
+    lo, hi = before.interval
+    if after.rate > hi:
+        return "above SFT interval"
+    if after.rate < lo:
+        return "below SFT interval"
+    return "inside SFT interval"
+
+
+def training_summary(run_dir: Path) -> dict:
+    """Mean rollout success and KL over the first and the last CURVE_WINDOW iterations of metrics.jsonl."""
+    rows = read_rows(Path(run_dir) / "metrics.jsonl")
+    if not rows:
+        raise ReportError(f"{run_dir}: metrics.jsonl has no iterations")
+
+    def mean(metric: str, part: list[dict]) -> float:
+        return float(np.mean([r[metric] for r in part]))
+
+    first, last = rows[:CURVE_WINDOW], rows[-CURVE_WINDOW:]
+    return {"iterations": len(rows), "success_first": mean("rollout/success_rate", first),
+            "success_last": mean("rollout/success_rate", last), "kl_last": mean("loss/kl_mean", last)}
+
+
+def build_rows(run_dirs: list[Path], baseline_dirs: list[Path]) -> list[dict]:
+    """One row per run, sorted by (suite, task, method)."""
+    baselines: dict[tuple[str, int], tuple[Path, Evaluation]] = {}
+    for directory in baseline_dirs:
+        ev = load_evaluation(directory)
+        key = (ev.run["suite"], ev.run["task_ids"][0])
+        if key in baselines:
+            raise ReportError(f"two baselines for {key[0]} task {key[1]}: {baselines[key][0]} and {directory}")
+        baselines[key] = (Path(directory), ev)
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        config_file = run_dir / "config.json"
+        if not config_file.exists():
+            raise ReportError(f"{run_dir}: no config.json (not an RL run directory)")
+        config = json.loads(config_file.read_text())
+        after = load_evaluation(run_dir / "eval")
+        key = (after.run["suite"], after.run["task_ids"][0])
+        if key not in baselines:
+            raise ReportError(f"{run_dir}: no baseline evaluation of {key[0]} task {key[1]} among --baseline")
+        base_dir, before = baselines[key]
+        diffs = comparable(before.run, after.run)
+        if diffs:
+            raise ReportError(f"{run_dir} vs {base_dir}: evaluations differ in {', '.join(diffs)}")
+        rows.append({"suite": key[0], "task": key[1], "method": config["method"], "run": str(run_dir),
+                     "temperature": config.get("temperature"), "baseline": str(base_dir),
+                     "before": [before.successes, before.episodes], "after": [after.successes, after.episodes],
+                     "before_cell": before.cell(), "after_cell": after.cell(),
+                     "change_points": 100 * (after.rate - before.rate), "verdict": verdict(before, after),
+                     **training_summary(run_dir)})
+    return sorted(rows, key=lambda r: (r["suite"], r["task"], r["method"]))
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| task | method | rollout T | SFT (before) | RL (after) | change | verdict | train success "
+            f"(first/last {CURVE_WINDOW} it.) | KL (last {CURVE_WINDOW}) | run |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['method']} | {r['temperature']} | {r['before_cell']} | {r['after_cell']} | "
+                     f"{r['change_points']:+.0f} | {r['verdict']} | {r['success_first']:.2f} / {r['success_last']:.2f}"
+                     f" | {r['kl_last']:.2f} | `{r['run']}` |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,87 @@
+"""`tgrpo-bench report`: before/after rows against hand-computed Wilson intervals, verdict tiers, and refusal of
+pairs that differ in protocol, decoding, episodes or starting checkpoint."""
+
+import json
+
+import pytest
+
+from bench.cli import main
+from bench.rl_report import build_rows
+
+CKPT = "runs/sft/object_state_dart/best"
+
+
+def _eval_dir(path, successes, episodes=50, task=1, decoding="greedy", episode_start="reset", checkpoint=CKPT,
+              finished=None, wait_steps=10):
+    path.mkdir(parents=True)
+    run = {"suite": "libero_object", "task_ids": [task], "episode_ids": list(range(episodes)),
+           "decoding": {"mode": decoding}, "obs": {"mode": "state"}, "seeds": {"env": 0, "policy": 0},
+           "protocol": {"env_seed": 0, "num_wait_steps": wait_steps, "episode_start": episode_start},
+           "policy": {"name": "tiny", "checkpoint": checkpoint}}
+    done = episodes if finished is None else finished
+    summary = {"tasks": [{"suite": "libero_object", "task_id": task, "episodes": done, "successes": successes}]}
+    (path / "run.json").write_text(json.dumps(run))
+    (path / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+def _run_dir(path, method, successes, success_curve, kl_curve, task=1, **eval_kwargs):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"method": method, "task_id": task, "temperature": 0.5}))
+    rows = [{"iteration": i + 1, "rollout/success_rate": s, "loss/kl_mean": k}
+            for i, (s, k) in enumerate(zip(success_curve, kl_curve, strict=True))]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _eval_dir(path / "eval", successes, task=task, **eval_kwargs)
+    return path
+
+
+def test_rows_by_hand(tmp_path):
+    sft = _eval_dir(tmp_path / "sft", 7, episode_start="restore")  # restore vs reset: bit-identical, allowed
+    curve = [0.0] * 10 + [0.5] * 5 + [1.0] * 10  # first 10 iterations mean 0, last 10 mean 1
+    kl = [0.0] * 15 + [0.2] * 5 + [0.4] * 5  # last 10: (5 * 0.2 + 5 * 0.4) / 10 = 0.3
+    runs = [_run_dir(tmp_path / "a", "tgrpo", 28, curve, kl), _run_dir(tmp_path / "b", "grpo", 7, curve, kl),
+            _run_dir(tmp_path / "c", "tgrpo-no-step", 0, curve, kl)]
+    rows = build_rows(runs, [sft])
+    assert [r["method"] for r in rows] == ["grpo", "tgrpo", "tgrpo-no-step"]
+    grpo, tgrpo, no_step = rows
+    # Wilson 95 % by hand: 7/50 -> [0.0695, 0.2622], 28/50 -> [0.4231, 0.6884]
+    assert tgrpo["before_cell"] == "7/50 = 14 % [7.0, 26.2]"
+    assert tgrpo["after_cell"] == "28/50 = 56 % [42.3, 68.8]"
+    assert tgrpo["change_points"] == pytest.approx(42.0)
+    assert (tgrpo["verdict"], grpo["verdict"], no_step["verdict"]) == (
+        "above SFT interval", "inside SFT interval", "below SFT interval")
+    assert tgrpo["success_first"] == 0.0 and tgrpo["success_last"] == 1.0
+    assert tgrpo["kl_last"] == pytest.approx(0.3) and tgrpo["iterations"] == 25
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"decoding": "sample"}, "decoding"),
+    ({"checkpoint": "runs/sft/other/best"}, "did not start from this baseline"),
+    ({"episodes": 10}, "episode_ids"),
+    ({"wait_steps": 0}, "protocol"),
+    ({"finished": 30}, "30 of 50 episodes finished"),
+])
+def test_incomparable_or_unfinished_pairs_are_refused(tmp_path, capsys, change, message):
+    sft = _eval_dir(tmp_path / "sft", 7)
+    run = _run_dir(tmp_path / "a", "tgrpo", 20, [0.0] * 3, [0.0] * 3, **change)
+    assert main(["report", "--runs", str(run), "--baseline", str(sft)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_baseline_and_not_a_run_are_clear_errors(tmp_path, capsys):
+    sft = _eval_dir(tmp_path / "sft", 7, task=6)
+    run = _run_dir(tmp_path / "a", "tgrpo", 20, [0.0] * 3, [0.0] * 3)
+    assert main(["report", "--runs", str(run), "--baseline", str(sft)]) == 2
+    assert "no baseline evaluation of libero_object task 1" in capsys.readouterr().err
+    assert main(["report", "--runs", str(tmp_path / "sft"), "--baseline", str(sft)]) == 2
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_writes_markdown_and_json(tmp_path, capsys):
+    sft = _eval_dir(tmp_path / "sft", 7)
+    run = _run_dir(tmp_path / "a", "tgrpo", 28, [0.0] * 3, [0.0] * 3)
+    out = tmp_path / "report" / "rl_object"
+    assert main(["report", "--runs", str(run), "--baseline", str(sft), "--out", str(out)]) == 0
+    table = out.with_suffix(".md").read_text()
+    assert "| 1 | tgrpo | 0.5 | 7/50 = 14 % [7.0, 26.2] | 28/50 = 56 % [42.3, 68.8] | +42 | above SFT interval" in table
+    assert json.loads(out.with_suffix(".json").read_text())[0]["after"] == [28, 50]
