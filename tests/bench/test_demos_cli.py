@@ -62,3 +62,68 @@ def test_one_demo_dataset_keyposes_and_resume(tmp_path, capsys):
     assert "already complete" in capsys.readouterr().out
     assert json.loads(path.with_name(f"{name}.parts").joinpath("attempts.jsonl").read_text().splitlines()[0])[
         "success"]
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait(condition, timeout: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return condition()
+
+
+@pytest.mark.libero
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGKILL"])
+def test_a_killed_run_leaves_no_worker_writing(tmp_path, signame):
+    """SIGTERM stops like Ctrl-C (exit 130, workers ended); after SIGKILL the orphaned worker notices and stops
+    after its attempt in hand, so a resumed run never races a leftover writer."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out, log = tmp_path / "demos", tmp_path / "stderr.txt"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "demos", "--suite", "object", "--tasks", "0",
+                             "--per-task", "50", "--workers", "1", "--out", str(out), "--keyposes",
+                             str(tmp_path / "k"), "--no-progress"], stdout=subprocess.DEVNULL,
+                            stderr=log.open("w"))
+    try:
+        attempts = lambda: list(out.glob("libero_object/*.parts/attempts.jsonl"))
+        assert _wait(lambda: attempts() and attempts()[0].read_text().count("\n") >= 1, 240), "no attempt recorded"
+        workers = [c for c in _children(proc.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert workers, "the demo worker process was not found"
+        proc.send_signal(getattr(signal, signame))
+        rc = proc.wait(timeout=60)
+        if signame == "SIGTERM":
+            assert rc == 130 and "interrupted" in log.read_text()
+        assert _wait(lambda: not any(_alive(w) for w in workers), 120), "a worker outlived its parent"
+        lines = attempts()[0].read_text().count("\n")
+        assert not _wait(lambda: attempts()[0].read_text().count("\n") > lines, 5)  # nothing writes on
+    finally:
+        proc.kill()

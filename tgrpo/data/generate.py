@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import queue
 import time
 import traceback
@@ -161,8 +162,15 @@ def run_task(request: DemoRequest, task_id: int, report) -> dict:
         env.close()
 
 
-def _worker(request: DemoRequest, tasks, results) -> None:
+class ParentGone(SystemExit):
+    """The generating process died (killed, not interrupted): its worker stops after the attempt in hand instead of
+    writing on, orphaned, into the dataset a resumed run is about to write."""
+
+
+def _worker(request: DemoRequest, tasks, results, parent: int) -> None:
     def report(kind, payload):
+        if os.getppid() != parent:
+            raise ParentGone(1)
         results.put((kind, payload))
 
     while True:
@@ -196,7 +204,7 @@ def generate(request: DemoRequest, progress: bool = True) -> dict:
     tasks, results = ctx.Queue(), ctx.Queue()
     for t in todo:
         tasks.put(t)
-    procs = [ctx.Process(target=_worker, args=(request, tasks, results), daemon=True)
+    procs = [ctx.Process(target=_worker, args=(request, tasks, results, os.getpid()), daemon=True)
              for _ in range(max(1, min(request.workers, len(todo))))] if todo else []
     for p in procs:
         p.start()
