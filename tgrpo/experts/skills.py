@@ -132,6 +132,37 @@ def choose_yaw(scene: Scene, xy: np.ndarray, base: float, eef_z: float, exclude:
     return wrap_half_turn(max(scored)[1])
 
 
+ESCAPE_RISE = 0.015  # the grasped object is lifted this far before it slides out from under an overhang
+ESCAPE_MAX = 0.12
+
+
+def _footprints_overlap(lo_a, hi_a, lo_b, hi_b, margin: float) -> bool:
+    return bool(np.all(lo_a[:2] - margin < hi_b[:2]) and np.all(lo_b[:2] - margin < hi_a[:2]))
+
+
+def escape_offset(scene: Scene, obj: str, margin: float = 0.012) -> np.ndarray:
+    """Smallest horizontal move [2] that takes `obj`, standing on the table, out from under the fixtures that reach
+    over it (an open drawer above a bowl: lifting straight up would hit it) without running into another body;
+    zero when nothing overhangs or no move up to ESCAPE_MAX clears. Among moves of one length, the one closest to
+    -x (towards the robot, away from the workspace's far edge) wins."""
+    lo, hi = scene.aabb(obj)
+    if lo[2] > table_height(scene) + 0.02:
+        return np.zeros(2)
+    others = [b[5:] for b in scene.layout.slices if b.startswith("aabb/") and b[5:] != obj]
+    over = [b for b in others if b not in scene.layout.movable and scene.aabb(b)[1][2] > hi[2] + 0.03
+            and _footprints_overlap(lo, hi, *scene.aabb(b), 0.0)]
+    if not over:
+        return np.zeros(2)
+    in_the_way = [b for b in others if b not in over and scene.aabb(b)[1][2] > lo[2] + ESCAPE_RISE]
+    for radius in np.arange(0.01, ESCAPE_MAX + 1e-9, 0.01):
+        for angle in sorted(np.arange(16) * np.pi / 8, key=lambda a: abs(np.angle(np.exp(1j * (a - np.pi))))):
+            d = radius * np.array([np.cos(angle), np.sin(angle), 0.0])
+            if not any(_footprints_overlap(lo + d, hi + d, *scene.aabb(b), margin) for b in over) and \
+                    not any(_footprints_overlap(lo + d, hi + d, *scene.aabb(b), 0.005) for b in in_the_way):
+                return d[:2]
+    return np.zeros(2)
+
+
 class PickPlace(Skill):
     """Grasp `obj` and put it in or on `target` (an object, or a region site).
 
@@ -155,6 +186,7 @@ class PickPlace(Skill):
         self.obj_z0 = 0.0
         self.carry_z = 0.0
         self.hold_xy = None
+        self.escape = np.zeros(2)  # horizontal move out from under an overhang before lifting
 
     def describe(self) -> dict:
         return {"skill": self.name, "object": self.obj, "target": self.target}
@@ -239,14 +271,21 @@ class PickPlace(Skill):
         return float(min(clear + 0.03 + below, table_height(scene) + 0.45))
 
     def _lift(self, scene: Scene) -> np.ndarray:
+        """Straight up to the carry height; an object under an overhang first slides out at a low height."""
         if self.t == 0:
             self.carry_z = max(self._carry_height(scene), self.grasp_eef_z + 0.06)
             self.hold_xy = scene.eef[:2].copy()
+            self.escape = escape_offset(scene, self.obj)
         risen = scene.eef[2] - self.grasp_eef_z
         if risen > 0.04 and scene.pos(self.obj)[2] - self.obj_z0 < 0.5 * risen:
             return self._lost(scene)
         if scene.opening < 0.002:  # fingers closed on nothing
             return self._lost(scene)
+        if np.any(self.escape):
+            goal = self.hold_xy + self.escape
+            if np.linalg.norm(goal - scene.eef[:2]) < 0.01 or self.t > 60:
+                self.escape, self.hold_xy = np.zeros(2), scene.eef[:2].copy()
+            return servo(scene, np.array([*goal, self.grasp_eef_z + ESCAPE_RISE]), self.plan["yaw"], CLOSE)
         target = np.array([*self.hold_xy, self.carry_z])
         if scene.eef[2] > self.carry_z - 0.02:
             self.next()

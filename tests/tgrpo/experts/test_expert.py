@@ -134,3 +134,31 @@ def test_expert_solves_libero_object_task_episodes():
             assert np.linalg.norm(np.subtract(grasp["eef_pos"], grasp["object_pos"])[:2]) < 0.03
     finally:
         env.close()
+
+
+def _escape_scene(bowl_lo_z=0.9, fixture_top=1.128):
+    """A bowl [0, 0.1]^2 on the table; a fixture reaching over it from x >= 0.07 (y <= 0.03); a tall bottle
+    right of the bowl's -x side."""
+    layout = _layout([("in", "bowl_1", "cab_1")], ["bowl_1", "bottle_1", "cab_1"], ["bowl_1", "bottle_1"])
+    v = np.zeros(layout.size)
+    _set(layout, v, "aabb/bowl_1", [0, 0, bowl_lo_z, 0.1, 0.1, bowl_lo_z + 0.05])
+    _set(layout, v, "aabb/bottle_1", [-0.3, -0.3, 0.9, -0.005, 0.3, 1.05])
+    _set(layout, v, "aabb/cab_1", [0.07, -1.0, 0.91, 1.0, 0.03, fixture_top])
+    return Scene(layout, v)
+
+
+def test_escape_slides_out_from_under_an_overhang_past_neighbours():
+    from tgrpo.experts.skills import escape_offset
+
+    # Out from under the fixture needs x_max < 0.07 - 0.012 (dx <= -0.042) or y_min > 0.03 + 0.012 (dy >= 0.042);
+    # every move with dx < 0 runs into the bottle (0.5 cm margin), so the shortest on the 1 cm / 22.5 degree
+    # grid is 5 cm along +y (at 5 cm, +y is the listed direction closest to -x that clears).
+    np.testing.assert_allclose(escape_offset(_escape_scene(), "bowl_1"), [0.0, 0.05], atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", [{"bowl_lo_z": 0.95}, {"fixture_top": 0.97}])
+def test_no_escape_off_the_table_or_under_nothing_tall(kwargs):
+    from tgrpo.experts.skills import escape_offset
+
+    # bowl 5 cm above the table (in a drawer, on a stand): no escape; a fixture top 2 cm over the bowl: not an overhang
+    np.testing.assert_array_equal(escape_offset(_escape_scene(**kwargs), "bowl_1"), [0.0, 0.0])
