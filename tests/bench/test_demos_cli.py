@@ -1,6 +1,8 @@
-"""`tgrpo-bench demos`: bad input exits 2; a real one-demo run writes the dataset, key poses, and resumes."""
+"""`tgrpo-bench demos`: bad input exits 2; a real one-demo run writes the dataset, key poses, and resumes; a killed
+run leaves no worker writing."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,8 +67,6 @@ def test_one_demo_dataset_keyposes_and_resume(tmp_path, capsys):
 
 
 def _children(pid: int) -> list[int]:
-    from pathlib import Path
-
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -79,8 +79,6 @@ def _children(pid: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
-    from pathlib import Path
-
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
@@ -106,7 +104,6 @@ def test_a_killed_run_leaves_no_worker_writing(tmp_path, signame):
     import signal
     import subprocess
     import sys
-    from pathlib import Path
 
     out, log = tmp_path / "demos", tmp_path / "stderr.txt"
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "demos", "--suite", "object", "--tasks", "0",
