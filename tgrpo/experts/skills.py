@@ -153,12 +153,14 @@ def escape_offset(scene: Scene, obj: str, margin: float = 0.012) -> np.ndarray:
             and _footprints_overlap(lo, hi, *scene.aabb(b), 0.0)]
     if not over:
         return np.zeros(2)
-    in_the_way = [b for b in others if b not in over and scene.aabb(b)[1][2] > lo[2] + ESCAPE_RISE]
+    over_boxes = [scene.aabb(b) for b in over]
+    way_boxes = [scene.aabb(b) for b in others if b not in over and scene.aabb(b)[1][2] > lo[2] + ESCAPE_RISE]
+    angles = sorted(np.arange(16) * np.pi / 8, key=lambda a: abs(np.angle(np.exp(1j * (a - np.pi)))))
     for radius in np.arange(0.01, ESCAPE_MAX + 1e-9, 0.01):
-        for angle in sorted(np.arange(16) * np.pi / 8, key=lambda a: abs(np.angle(np.exp(1j * (a - np.pi))))):
+        for angle in angles:
             d = radius * np.array([np.cos(angle), np.sin(angle), 0.0])
-            if not any(_footprints_overlap(lo + d, hi + d, *scene.aabb(b), margin) for b in over) and \
-                    not any(_footprints_overlap(lo + d, hi + d, *scene.aabb(b), 0.005) for b in in_the_way):
+            if not any(_footprints_overlap(lo + d, hi + d, *box, margin) for box in over_boxes) and \
+                    not any(_footprints_overlap(lo + d, hi + d, *box, 0.005) for box in way_boxes):
                 return d[:2]
     return np.zeros(2)
 
