@@ -79,6 +79,8 @@ class RLConfig:
         for name in ("iterations", "epochs", "minibatches", "lora_rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0 (rollouts sample), got {self.temperature}")
         if not 0 <= self.eval_episodes <= 50:

@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="SFT epochs (profile default)")
     parser.add_argument("--group-size", type=int, default=None, help="RL group size N (default 4)")
     parser.add_argument("--a1", type=float, default=None, help="step-advantage weight; a2 = 1 - a1")
+    parser.add_argument("--lr", type=float, default=None, help="RL learning rate (profile default: small 1e-4, paper 1e-5)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="RL rollout sampling temperature (default 1.0: the policy itself; docs/training.md)")
     parser.add_argument("--seed", type=int, default=0)
@@ -90,7 +91,7 @@ def _train_rl(args, suite: str) -> int:
                          f"--suite {args.suite} --profile {args.profile}` or pass --init-checkpoint")
     out = args.out or Path("runs") / args.method / f"{suite}_task{args.task}_{args.profile}_seed{args.seed}"
     overrides = {k: v for k, v in {"iterations": args.iterations, "group_size": args.group_size,
-                                   "temperature": args.temperature}.items() if v is not None}
+                                   "lr": args.lr, "temperature": args.temperature}.items() if v is not None}
     if args.a1 is not None:
         overrides.update(a1=args.a1, a2=1.0 - args.a1)
     try:

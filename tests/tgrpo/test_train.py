@@ -104,10 +104,16 @@ def test_methods_and_profiles_validate(init_checkpoint, tmp_path):
         _cfg(init_checkpoint, tmp_path, method="ppo")
     with pytest.raises(ValueError, match="group_size"):
         _cfg(init_checkpoint, tmp_path, group_size=1)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        _cfg(init_checkpoint, tmp_path, lr=0.0)
     cfg = _cfg(init_checkpoint, tmp_path, method="grpo")
     assert cfg.reward_kind == "sparse" and cfg.estimator == "grpo"
-    assert for_profile("small", method="tgrpo", suite="libero_object", task_id=0, init_checkpoint=init_checkpoint,
-                       out_dir=tmp_path).group_size == 4
+    small = {"method": "tgrpo", "suite": "libero_object", "task_id": 0, "init_checkpoint": init_checkpoint,
+             "out_dir": tmp_path}
+    assert for_profile("small", **small).group_size == 4
+    assert for_profile("small", **small).lr == 1e-4  # the profile's default ...
+    assert for_profile("small", lr=3e-5, **small).lr == 3e-5  # ... yields to an explicit value (--lr)
+    assert for_profile("paper", **small).lr == 1e-5  # the paper's
 
 
 def test_exported_policy_acts_like_the_trained_one(init_checkpoint, tmp_path):
