@@ -1,0 +1,51 @@
+"""The grasp trace on the real simulator: the scripted expert's episode reads as a grasp, lift and release; a policy
+that never moves reads as no grasp, no lift, to the horizon; the CLI writes its rows."""
+
+import json
+
+import pytest
+
+from bench.diagnostics.grasp_trace import main, target_object, trace_episode
+from tgrpo.envs.libero_env import LiberoEnv
+from tgrpo.envs.observation import ObsConfig
+from tgrpo.envs.protocol import MAX_POLICY_STEPS, Protocol
+from tgrpo.experts import ExpertPolicy
+from tgrpo.policies.simple import ZeroPolicy
+
+pytestmark = pytest.mark.libero
+
+
+@pytest.fixture(scope="module")
+def env():
+    short = Protocol(episode_start="restore", max_policy_steps={**MAX_POLICY_STEPS, "libero_object": 150})
+    env = LiberoEnv("libero_object", 8, ObsConfig(mode="state"), short)
+    yield env
+    env.close()
+
+
+def test_the_target_is_the_goal_object(env):
+    assert target_object(env.layout) == "chocolate_pudding_1"  # "pick up the chocolate pudding and place it ..."
+
+
+def test_the_expert_grasps_at_the_object_lifts_it_and_lets_go(env):
+    row = trace_episode(env, ExpertPolicy(), 0, "chocolate_pudding_1")
+    assert row["success"] and row["steps"] < 150  # LIBERO's own check
+    step, offset = row["first_close"]["step"], row["first_close"]["eef_minus_object_cm"]
+    assert 10 < step < row["steps"] and max(abs(x) for x in offset) < 1.5  # closes at the object, not on the way
+    assert row["max_lift_cm"] > 10  # carried over the basket's rim
+    assert row["final_gripper_opening_m"] > 0.03  # released: the fingers are apart again
+
+
+def test_a_still_policy_never_grasps_and_runs_to_the_horizon(env):
+    row = trace_episode(env, ZeroPolicy(), 0, "chocolate_pudding_1")
+    assert not row["success"] and row["steps"] == 150
+    assert row["first_close"] is None and abs(row["max_lift_cm"]) < 0.5 and row["closed_still_frac"] == 0.0
+
+
+def test_the_cli_writes_rows_and_rejects_an_unknown_policy(tmp_path):
+    with pytest.raises(ValueError, match="unknown policy 'nope'"):
+        main(["--policy", "nope", "--suite", "object", "--task", "8"])
+    out = tmp_path / "trace.jsonl"
+    assert main(["--policy", "zero", "--suite", "object", "--task", "8", "--episodes", "0", "--out", str(out)]) == 0
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["episode"] == 0 and row["object"] == "chocolate_pudding_1" and row["steps"] == 280  # the protocol's
