@@ -19,7 +19,7 @@ from tgrpo.jsonl import read_rows
 
 # `episode_start` is left out of the comparison: "reset" and "restore" give bit-identical episodes
 # (tests/tgrpo/envs/test_libero_env.py::test_official_episodes_reproduce_openvlas_sequential_run).
-COMPARED = ("suite", "task_ids", "episode_ids", "decoding", "obs", "seeds")
+COMPARED = ("suite", "task_ids", "episode_ids", "decoding", "obs")
 PROTOCOL_IGNORED = ("episode_start",)
 CURVE_WINDOW = 10  # iterations averaged at the start and the end of a run for the training columns
 
@@ -66,9 +66,20 @@ def _protocol(run: dict) -> dict:
     return {k: v for k, v in run["protocol"].items() if k not in PROTOCOL_IGNORED}
 
 
+def _seeds(run: dict) -> dict:
+    """The seeds that can change an evaluation: the policy's seed only draws samples, so greedy decoding ignores it
+    (an RL run trained with --seed 1 is evaluated by a policy seeded 1, against an SFT evaluation seeded 0)."""
+    seeds = dict(run.get("seeds", {}))
+    if run.get("decoding", {}).get("mode") == "greedy":
+        seeds.pop("policy", None)
+    return seeds
+
+
 def comparable(before: dict, after: dict) -> list[str]:
     """Names of the settings in which two evaluations' run.json differ (empty: comparable)."""
     diffs = [key for key in COMPARED if before.get(key) != after.get(key)]
+    if _seeds(before) != _seeds(after):
+        diffs.append("seeds")
     if _protocol(before) != _protocol(after):
         diffs.append("protocol")
     if before["policy"].get("checkpoint") != after["policy"].get("checkpoint"):
@@ -101,7 +112,7 @@ def training_summary(run_dir: Path) -> dict:
 
 
 def build_rows(run_dirs: list[Path], baseline_dirs: list[Path]) -> list[dict]:
-    """One row per run, sorted by (suite, task, method)."""
+    """One row per run, sorted by (suite, task, method, run directory)."""
     baselines: dict[tuple[str, int], tuple[Path, Evaluation]] = {}
     for directory in baseline_dirs:
         ev = load_evaluation(directory)
@@ -124,20 +135,20 @@ def build_rows(run_dirs: list[Path], baseline_dirs: list[Path]) -> list[dict]:
         if diffs:
             raise ReportError(f"{run_dir} vs {base_dir}: evaluations differ in {', '.join(diffs)}")
         rows.append({"suite": key[0], "task": key[1], "method": config["method"], "run": str(run_dir),
-                     "temperature": config.get("temperature"), "baseline": str(base_dir),
+                     "seed": config.get("seed"), "lr": config.get("lr"), "temperature": config.get("temperature"), "baseline": str(base_dir),
                      "before": [before.successes, before.episodes], "after": [after.successes, after.episodes],
                      "before_cell": before.cell(), "after_cell": after.cell(),
                      "change_points": 100 * (after.rate - before.rate), "verdict": verdict(before, after),
                      **training_summary(run_dir)})
-    return sorted(rows, key=lambda r: (r["suite"], r["task"], r["method"]))
+    return sorted(rows, key=lambda r: (r["suite"], r["task"], r["method"], r["run"]))
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| task | method | rollout T | SFT (before) | RL (after) | change | verdict | train success "
+    head = ("| task | method | seed | lr | rollout T | SFT (before) | RL (after) | change | verdict | train success "
             f"(first/last {CURVE_WINDOW} it.) | KL (last {CURVE_WINDOW}) | run |")
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['method']} | {r['temperature']} | {r['before_cell']} | {r['after_cell']} | "
+        lines.append(f"| {r['task']} | {r['method']} | {r['seed']} | {r['lr']:g} | {r['temperature']} | {r['before_cell']} | {r['after_cell']} | "
                      f"{r['change_points']:+.0f} | {r['verdict']} | {r['success_first']:.2f} / {r['success_last']:.2f}"
                      f" | {r['kl_last']:.2f} | `{r['run']}` |")
     return "\n".join(lines) + "\n"

@@ -12,10 +12,10 @@ CKPT = "runs/sft/object_state_dart/best"
 
 
 def _eval_dir(path, successes, episodes=50, task=1, decoding="greedy", episode_start="reset", checkpoint=CKPT,
-              finished=None, wait_steps=10):
+              finished=None, wait_steps=10, policy_seed=0, env_seed=0):
     path.mkdir(parents=True)
     run = {"suite": "libero_object", "task_ids": [task], "episode_ids": list(range(episodes)),
-           "decoding": {"mode": decoding}, "obs": {"mode": "state"}, "seeds": {"env": 0, "policy": 0},
+           "decoding": {"mode": decoding}, "obs": {"mode": "state"}, "seeds": {"env": env_seed, "policy": policy_seed},
            "protocol": {"env_seed": 0, "num_wait_steps": wait_steps, "episode_start": episode_start},
            "policy": {"name": "tiny", "checkpoint": checkpoint}}
     done = episodes if finished is None else finished
@@ -27,7 +27,9 @@ def _eval_dir(path, successes, episodes=50, task=1, decoding="greedy", episode_s
 
 def _run_dir(path, method, successes, success_curve, kl_curve, task=1, **eval_kwargs):
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"method": method, "task_id": task, "temperature": 0.5}))
+    config = {"method": method, "task_id": task, "temperature": 0.5, "seed": eval_kwargs.get("policy_seed", 0),
+              "lr": 1e-4}
+    (path / "config.json").write_text(json.dumps(config))
     rows = [{"iteration": i + 1, "rollout/success_rate": s, "loss/kl_mean": k}
             for i, (s, k) in enumerate(zip(success_curve, kl_curve, strict=True))]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -60,12 +62,21 @@ def test_rows_by_hand(tmp_path):
     ({"episodes": 10}, "episode_ids"),
     ({"wait_steps": 0}, "protocol"),
     ({"finished": 30}, "30 of 50 episodes finished"),
+    ({"env_seed": 1}, "seeds"),
+    ({"decoding": "sample", "policy_seed": 1}, "seeds"),  # a sampled evaluation draws from the policy's seed
 ])
 def test_incomparable_or_unfinished_pairs_are_refused(tmp_path, capsys, change, message):
     sft = _eval_dir(tmp_path / "sft", 7)
     run = _run_dir(tmp_path / "a", "tgrpo", 20, [0.0] * 3, [0.0] * 3, **change)
     assert main(["report", "--runs", str(run), "--baseline", str(sft)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_greedy_evaluations_of_differently_seeded_policies_compare(tmp_path):
+    """Greedy decoding draws nothing from the policy's seed: a run trained with --seed 1 pairs with SFT's seed 0."""
+    sft = _eval_dir(tmp_path / "sft", 7)
+    (row,) = build_rows([_run_dir(tmp_path / "a", "tgrpo", 20, [0.0] * 3, [0.0] * 3, policy_seed=1)], [sft])
+    assert row["seed"] == 1 and row["after"] == [20, 50]
 
 
 def test_missing_baseline_and_not_a_run_are_clear_errors(tmp_path, capsys):
@@ -83,5 +94,5 @@ def test_writes_markdown_and_json(tmp_path, capsys):
     out = tmp_path / "report" / "rl_object"
     assert main(["report", "--runs", str(run), "--baseline", str(sft), "--out", str(out)]) == 0
     table = out.with_suffix(".md").read_text()
-    assert "| 1 | tgrpo | 0.5 | 7/50 = 14 % [7.0, 26.2] | 28/50 = 56 % [42.3, 68.8] | +42 | above SFT interval" in table
+    assert "| 1 | tgrpo | 0 | 0.0001 | 0.5 | 7/50 = 14 % [7.0, 26.2] | 28/50 = 56 % [42.3, 68.8] | +42 | above SFT interval" in table
     assert json.loads(out.with_suffix(".json").read_text())[0]["after"] == [28, 50]
