@@ -1,7 +1,8 @@
 """Diagnostic: how a pick-and-place episode goes, read from privileged state step by step (not a result file).
 
-Per official init state: LIBERO's success, the step the policy first commands the gripper closed and the end
-effector's offset from the object's origin there, the object's largest lift, how much of the episode the arm stands
+Per official init state: LIBERO's success, the step from which the policy holds the gripper closed (HOLD steps or
+to the end; a brief close that is opened again does not count) and the end effector's offset from the object's
+origin there, the object's largest lift, how much of the episode the arm stands
 still with the gripper commanded closed, and where the end effector and the object end up. It tells a missed grasp
 (closed too early or too high, then carried nothing) from a stall (object held, arm still) from a drop.
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 STILL = 0.02  # normalised arm action below which the arm counts as standing still (docs/training.md, bug hunt)
+HOLD = 10  # a grasp is a close command held this many steps (the gripper takes about 10 steps to close)
 
 
 def target_object(layout) -> str:
@@ -33,19 +35,21 @@ def trace_episode(env, policy, episode: int, obj: str, mode: str = "greedy", tem
     obs = env.start_episode(official_start(info.suite, info.task_id, episode))
     policy.begin_episode(0, info.instruction, (info.task_id, episode), layout)
     z0 = float(layout.get(obs["privileged"], f"pose/{obj}")[2])
-    first_close, max_lift, closed_still, success = None, 0.0, 0, False
+    closed, still, offsets, max_lift, success = [], [], [], 0.0, False
     while not env.finished:
         action = policy.act({k: v[None] for k, v in obs.items()}, [info.instruction], [0], mode, temperature).actions[0]
-        if first_close is None and action[6] > 0:
-            first_close = {"step": env.steps, "eef_minus_object_cm": _offset_cm(layout, obs["privileged"], obj)}
-        closed_still += bool(np.abs(action[:3]).max() < STILL and action[6] > 0)
+        closed.append(bool(action[6] > 0))
+        still.append(bool(np.abs(action[:3]).max() < STILL))
+        offsets.append(_offset_cm(layout, obs["privileged"], obj))
         obs, success = env.step(action)
         max_lift = max(max_lift, float(layout.get(obs["privileged"], f"pose/{obj}")[2]) - z0)
         if success:
             break
+    grasp = next((t for t in range(len(closed)) if all(closed[t:t + HOLD])), None)
     return {"episode": episode, "success": bool(success), "steps": env.steps, "object": obj,
-            "first_close": first_close, "max_lift_cm": round(100 * max_lift, 1),
-            "closed_still_frac": round(closed_still / env.steps, 2),
+            "grasp_close": None if grasp is None else {"step": grasp, "eef_minus_object_cm": offsets[grasp]},
+            "max_lift_cm": round(100 * max_lift, 1),
+            "closed_still_frac": round(sum(c and s for c, s in zip(closed, still, strict=True)) / env.steps, 2),
             "final_eef_minus_object_cm": _offset_cm(layout, obs["privileged"], obj),
             "final_gripper_opening_m": round(float(layout.get(obs["privileged"], "gripper_opening")[0]), 4)}
 

@@ -3,6 +3,7 @@ that never moves reads as no grasp, no lift, to the horizon; the CLI writes its 
 
 import json
 
+import numpy as np
 import pytest
 
 from bench.diagnostics.grasp_trace import main, target_object, trace_episode
@@ -10,7 +11,21 @@ from tgrpo.envs.libero_env import LiberoEnv
 from tgrpo.envs.observation import ObsConfig
 from tgrpo.envs.protocol import MAX_POLICY_STEPS, Protocol
 from tgrpo.experts import ExpertPolicy
+from tgrpo.policies.base import Policy, PolicyOutput
 from tgrpo.policies.simple import ZeroPolicy
+
+
+class BlinkThenClose(Policy):
+    """Arm still; gripper closed at steps 5-7 (a blink, opened again), then closed from step 20 on."""
+
+    def begin_episode(self, slot, instruction, episode_key=(), layout=None):
+        self.t = 0
+
+    def act(self, obs, instructions, slots, mode="greedy", temperature=1.0):
+        action = np.zeros((1, 7))
+        action[0, 6] = 1.0 if 5 <= self.t <= 7 or self.t >= 20 else -1.0
+        self.t += 1
+        return PolicyOutput(action, np.zeros((1, 7), np.int64), np.zeros((1, 7), np.float32))
 
 pytestmark = pytest.mark.libero
 
@@ -30,7 +45,7 @@ def test_the_target_is_the_goal_object(env):
 def test_the_expert_grasps_at_the_object_lifts_it_and_lets_go(env):
     row = trace_episode(env, ExpertPolicy(), 0, "chocolate_pudding_1")
     assert row["success"] and row["steps"] < 150  # LIBERO's own check
-    step, offset = row["first_close"]["step"], row["first_close"]["eef_minus_object_cm"]
+    step, offset = row["grasp_close"]["step"], row["grasp_close"]["eef_minus_object_cm"]
     assert 10 < step < row["steps"] and max(abs(x) for x in offset) < 1.5  # closes at the object, not on the way
     assert row["max_lift_cm"] > 10  # carried over the basket's rim
     assert row["final_gripper_opening_m"] > 0.03  # released: the fingers are apart again
@@ -39,7 +54,13 @@ def test_the_expert_grasps_at_the_object_lifts_it_and_lets_go(env):
 def test_a_still_policy_never_grasps_and_runs_to_the_horizon(env):
     row = trace_episode(env, ZeroPolicy(), 0, "chocolate_pudding_1")
     assert not row["success"] and row["steps"] == 150
-    assert row["first_close"] is None and abs(row["max_lift_cm"]) < 0.5 and row["closed_still_frac"] == 0.0
+    assert row["grasp_close"] is None and abs(row["max_lift_cm"]) < 0.5 and row["closed_still_frac"] == 0.0
+
+
+def test_a_blink_of_the_gripper_is_not_the_grasp(env):
+    row = trace_episode(env, BlinkThenClose(), 0, "chocolate_pudding_1")
+    assert row["grasp_close"]["step"] == 20  # steps 5-7 closed only 3 steps, fewer than the 10 a close takes
+    assert row["closed_still_frac"] == pytest.approx(round(133 / 150, 2))  # steps 5-7 and 20-149, arm still
 
 
 def test_the_cli_writes_rows_and_rejects_an_unknown_policy(tmp_path):
