@@ -135,7 +135,8 @@ def build_rows(run_dirs: list[Path], baseline_dirs: list[Path]) -> list[dict]:
         if diffs:
             raise ReportError(f"{run_dir} vs {base_dir}: evaluations differ in {', '.join(diffs)}")
         rows.append({"suite": key[0], "task": key[1], "method": config["method"], "run": str(run_dir),
-                     "seed": config.get("seed"), "lr": config.get("lr"), "temperature": config.get("temperature"), "baseline": str(base_dir),
+                     "seed": config.get("seed"), "lr": config.get("lr"), "temperature": config.get("temperature"),
+                     "baseline": str(base_dir),
                      "before": [before.successes, before.episodes], "after": [after.successes, after.episodes],
                      "before_cell": before.cell(), "after_cell": after.cell(),
                      "change_points": 100 * (after.rate - before.rate), "verdict": verdict(before, after),
@@ -148,7 +149,8 @@ def markdown(rows: list[dict]) -> str:
             f"(first/last {CURVE_WINDOW} it.) | KL (last {CURVE_WINDOW}) | run |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['method']} | {r['seed']} | {r['lr']:g} | {r['temperature']} | {r['before_cell']} | {r['after_cell']} | "
+        lines.append(f"| {r['task']} | {r['method']} | {r['seed']} | {r['lr']:g} | {r['temperature']} | "
+                     f"{r['before_cell']} | {r['after_cell']} | "
                      f"{r['change_points']:+.0f} | {r['verdict']} | {r['success_first']:.2f} / {r['success_last']:.2f}"
                      f" | {r['kl_last']:.2f} | `{r['run']}` |")
     return "\n".join(lines) + "\n"

@@ -1,10 +1,10 @@
 """Diagnostic: how a pick-and-place episode goes, read from privileged state step by step (not a result file).
 
-Per official init state: LIBERO's success, the step from which the policy holds the gripper closed (HOLD steps or
-to the end; a brief close that is opened again does not count) and the end effector's offset from the object's
-origin there, the object's largest lift, how much of the episode the arm stands
-still with the gripper commanded closed, and where the end effector and the object end up. It tells a missed grasp
-(closed too early or too high, then carried nothing) from a stall (object held, arm still) from a drop.
+Per official init state: LIBERO's success; the step from which the policy holds the gripper closed (HOLD steps or
+to the end: a brief close that is opened again does not count) and the end effector's offset from the object's
+origin there; the object's largest lift; how much of the episode the arm stands still with the gripper commanded
+closed; where the end effector ends up. It tells a missed grasp (closed too early or too high, then carried nothing)
+from a stall (object held, arm still) from a drop.
 
     python -m bench.diagnostics.grasp_trace --policy tiny --checkpoint runs/rl/object_t8_tgrpo_T05/policy \
         --suite object --task 8 --episodes 0,1,3,4
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     from tgrpo.policies.registry import make_policy
 
     torch.set_num_threads(1)
-    policy = make_policy(args.policy, checkpoint=args.checkpoint)
-    env = LiberoEnv(resolve_suite(args.suite), args.task, ObsConfig(mode="state"), Protocol(episode_start="reset"))
+    try:
+        policy = make_policy(args.policy, checkpoint=args.checkpoint)
+        env = LiberoEnv(resolve_suite(args.suite), args.task, ObsConfig(mode="state"), Protocol(episode_start="reset"))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"grasp_trace: error: {err}", file=sys.stderr)
+        return 2
     mode = "greedy" if args.temperature == 0 else "sample"
     rows = []
     try:

@@ -1,5 +1,6 @@
 """The grasp trace on the real simulator: the scripted expert's episode reads as a grasp, lift and release; a policy
-that never moves reads as no grasp, no lift, to the horizon; the CLI writes its rows."""
+that never moves reads as no grasp, no lift, to the horizon; a brief close is not the grasp; the CLI writes its rows
+and refuses bad input with a message."""
 
 import json
 
@@ -14,6 +15,8 @@ from tgrpo.experts import ExpertPolicy
 from tgrpo.policies.base import Policy, PolicyOutput
 from tgrpo.policies.simple import ZeroPolicy
 
+pytestmark = pytest.mark.libero
+
 
 class BlinkThenClose(Policy):
     """Arm still; gripper closed at steps 5-7 (a blink, opened again), then closed from step 20 on."""
@@ -26,8 +29,6 @@ class BlinkThenClose(Policy):
         action[0, 6] = 1.0 if 5 <= self.t <= 7 or self.t >= 20 else -1.0
         self.t += 1
         return PolicyOutput(action, np.zeros((1, 7), np.int64), np.zeros((1, 7), np.float32))
-
-pytestmark = pytest.mark.libero
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +64,11 @@ def test_a_blink_of_the_gripper_is_not_the_grasp(env):
     assert row["closed_still_frac"] == pytest.approx(round(133 / 150, 2))  # steps 5-7 and 20-149, arm still
 
 
-def test_the_cli_writes_rows_and_rejects_an_unknown_policy(tmp_path):
-    with pytest.raises(ValueError, match="unknown policy 'nope'"):
-        main(["--policy", "nope", "--suite", "object", "--task", "8"])
+def test_the_cli_writes_rows_and_refuses_bad_input(tmp_path, capsys):
+    assert main(["--policy", "nope", "--suite", "object", "--task", "8"]) == 2
+    assert "unknown policy 'nope'" in capsys.readouterr().err
+    assert main(["--checkpoint", str(tmp_path / "missing"), "--suite", "object", "--task", "8"]) == 2
+    assert "no tiny checkpoint" in capsys.readouterr().err
     out = tmp_path / "trace.jsonl"
     assert main(["--policy", "zero", "--suite", "object", "--task", "8", "--episodes", "0", "--out", str(out)]) == 0
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
