@@ -72,6 +72,16 @@ def test_one_iteration_matches_the_core_functions(init_checkpoint, tmp_path):
     assert losses["loss/grad_norm"] > 0
 
 
+@pytest.mark.parametrize("method,a1,a2", [("tgrpo-no-step", 0.0, 0.7), ("tgrpo-no-traj", 0.3, 0.0)])
+def test_ablations_run_an_iteration_with_one_weight_zeroed(init_checkpoint, tmp_path, method, a1, a2):
+    """The paper's ablations keep the other weight as it is (not renormalised to 1)."""
+    trainer = Trainer(_cfg(init_checkpoint, tmp_path, method=method))
+    with WorkerPool(2) as pool:
+        group = trainer.collect(pool, seed=7)
+    np.testing.assert_allclose(group["advantages"].numpy(), _paper_advantage(group["rewards"], a1, a2), atol=1e-5)
+    assert trainer.learn(group, seed=7)["loss/grad_norm"] > 0
+
+
 def test_equal_trajectories_produce_no_policy_update(init_checkpoint, tmp_path):
     # GRPO's sparse reward: an untrained policy never succeeds in 8 steps, so every trajectory scores 0.
     trainer = Trainer(_cfg(init_checkpoint, tmp_path, method="grpo"))
