@@ -38,8 +38,13 @@ def region_box(scene: Scene, site: str) -> tuple[np.ndarray, np.ndarray]:
     return scene.pos(site), np.abs(scene.mat(site) @ scene.size(site))
 
 
-def place_function(kind: str, target: str):
-    """Where an object goes for literal (kind, obj, target): xy of its origin, support surface, height to clear."""
+def place_function(kind: str, target: str, slot: tuple[int, tuple[str, ...]] = (0, ())):
+    """Where an object goes for literal (kind, obj, target): xy of its origin, support surface, height to clear.
+
+    slot: (i, objects) when several objects go on the same region site (LIBERO-10 task 8 puts two moka pots on
+    one cook region): object i of them gets its own spot (`region_slot_offset`), so that the second is not
+    lowered onto the first.
+    """
 
     def place(scene: Scene) -> dict:
         if not is_site(scene, target):
@@ -57,9 +62,32 @@ def place_function(kind: str, target: str):
             return {"xy": center[:2], "surface": surface, "clear": max(parent_top, center[2] + half[2]),
                     "drop": 0.02}
         surface = center[2] + scene.size(target)[2]
-        return {"xy": center[:2], "surface": surface, "clear": max(surface, parent_top if parent else surface)}
+        xy = center[:2] + region_slot_offset(scene, half, *slot)
+        return {"xy": xy, "surface": surface, "clear": max(surface, parent_top if parent else surface)}
 
     return place
+
+
+SLOT_EDGE_MARGIN = 0.02  # an object's origin stays this far inside the region's edge
+SLOT_GAP = 0.02  # wanted free gap between neighbouring objects in one region
+
+
+def region_slot_offset(scene: Scene, half: np.ndarray, index: int, objects: tuple[str, ...]) -> np.ndarray:
+    """Offset from a region's centre of object `index` of `objects`, all placed on that region.
+
+    The objects go in a row along the world axis (x or y) that leaves the widest gap between neighbours: spacing
+    d = min(room for the origins, widest object + SLOT_GAP) along that axis, origins at (i - (n - 1) / 2) d.
+    """
+    n = len(objects)
+    if n < 2:
+        return np.zeros(2)
+    extents = np.array([scene.aabb(o)[1][:2] - scene.aabb(o)[0][:2] for o in objects])  # [n, 2]
+    widest = extents.max(axis=0)
+    spacing = np.minimum(2 * np.maximum(half[:2] - SLOT_EDGE_MARGIN, 0) / (n - 1), widest + SLOT_GAP)
+    axis = int(np.argmax(spacing - widest))
+    offset = np.zeros(2)
+    offset[axis] = (index - (n - 1) / 2) * spacing[axis]
+    return offset
 
 
 def _drawer_part(scene: Scene, parent: str, site: str) -> str | None:
@@ -106,9 +134,22 @@ def _is_slide(scene: Scene, entity: str, joint: str) -> bool:
     return bool(np.isfinite(r[0]) and max(abs(r[0]), abs(r[1])) < 0.5)
 
 
+def _objects_per_region(scene: Scene) -> dict[str, tuple[str, ...]]:
+    """Region sites that two or more `On` literals put objects on -> those objects, in literal order.
+
+    Counted over all goal literals, satisfied or not, so that a replan keeps every object's spot.
+    """
+    per_region: dict[str, list[str]] = {}
+    for literal in scene.layout.goal_literals:
+        if literal[0].lower() == "on" and is_site(scene, literal[2]):
+            per_region.setdefault(literal[2], []).append(literal[1])
+    return {site: tuple(objs) for site, objs in per_region.items() if len(objs) > 1}
+
+
 def plan_task(scene: Scene) -> list[Skill]:
     """Skills for the goal literals, in execution order (the policy skips those already true)."""
     opens, knobs, places, closes = [], [], [], []
+    sharing = _objects_per_region(scene)
     for i, literal in enumerate(scene.layout.goal_literals):
         kind = literal[0].lower()
         if kind in PLACE_PREDICATES:
@@ -120,7 +161,9 @@ def plan_task(scene: Scene) -> list[Skill]:
             ref = joint_of(scene, target) if kind == "in" and is_site(scene, target) else None
             if ref is not None and _is_slide(scene, *ref):
                 opens.append(OpenDrawer(*ref, literal_index=None))  # skipped when already open
-            places.append(PickPlace(obj, target, place_function(kind, target), literal_index=i))
+            objects = sharing.get(target, ()) if kind == "on" else ()
+            slot = (objects.index(obj), objects) if obj in objects else (0, ())
+            places.append(PickPlace(obj, target, place_function(kind, target, slot), literal_index=i))
         elif kind in ("open", "close", "turnon", "turnoff"):
             ref = joint_of(scene, literal[1])
             if ref is None:

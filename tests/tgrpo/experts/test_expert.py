@@ -99,6 +99,29 @@ def test_planner_push_flat_plate_and_knob_first():
     assert skills[0].goal == "turnon"
 
 
+def test_two_objects_on_one_region_get_separate_spots_inside_it():
+    """LIBERO-10 task 8 shape: two 8 x 14.7 cm moka pots on one 15 x 15 cm cook region (half 0.075).
+
+    Hand-computed: a row along y is impossible (14.7 cm each); along x the spacing is
+    min(2 (0.075 - 0.02), 0.081 + 0.02) = 0.101, so the origins sit at x = -/+ 0.0505 and the pots' footprints
+    leave a 2 cm gap, both origins inside the region as LIBERO's check needs.
+    """
+    region = "stove_1_cook_region"
+    goals = [("on", "pot_1", region), ("on", "pot_2", region)]
+    layout = _layout(goals, ["pot_1", "pot_2", "stove_1", region], ["pot_1", "pot_2"], sites=[region])
+    v = np.zeros(layout.size)
+    _set(layout, v, f"pose/{region}", [0, 0, 0.905, 0, 0, 0, 1])
+    _set(layout, v, f"size/{region}", [0.075, 0.075, 0.002])
+    _set(layout, v, "aabb/pot_1", [0.30, 0.20, 0.90, 0.381, 0.347, 1.05])
+    _set(layout, v, "aabb/pot_2", [0.40, -0.20, 0.90, 0.481, -0.053, 1.05])
+    _set(layout, v, "aabb/stove_1", [-0.1, -0.1, 0.88, 0.1, 0.1, 0.905])
+    scene = Scene(layout, v)
+    spots = [skill.place_fn(scene)["xy"] for skill in plan_task(scene)]
+    assert np.allclose(spots, [[-0.0505, 0.0], [0.0505, 0.0]])
+    lone = plan_task(Scene(_layout(goals[:1], ["pot_1", "stove_1", region], ["pot_1"], sites=[region]), v))
+    assert np.allclose(lone[0].place_fn(scene)["xy"], [0.0, 0.0])  # a single object still goes to the centre
+
+
 def test_planner_rejects_unknown_predicate():
     layout = _layout([("stack", "a_1", "b_1")], ["a_1", "b_1"], ["a_1", "b_1"])
     with pytest.raises(NotImplementedError, match="stack"):
