@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tgrpo.experts.enclosure import InsertThroughDoor, handle_of
 from tgrpo.experts.scene import Scene
 from tgrpo.experts.skills import CloseDrawer, HingeDoor, OpenDrawer, PickPlace, Push, Skill, TurnKnob
 
@@ -146,6 +147,19 @@ def _objects_per_region(scene: Scene) -> dict[str, tuple[str, ...]]:
     return {site: tuple(objs) for site, objs in per_region.items() if len(objs) > 1}
 
 
+def _enclosure_door(scene: Scene, site: str) -> str | None:
+    """'<fixture>/<joint>' of the hinged door of the fixture a region site lies in (the microwave), if any."""
+    parent = site_parent(scene, site)
+    if parent is None or parent in scene.layout.movable:
+        return None
+    for joint in scene.joints_of(parent):
+        if not _is_slide(scene, parent, joint) and scene.has(f"anchor/{parent}/{joint}"):
+            r = scene.get(f"ranges/{parent}/{joint}")
+            if np.isfinite(r[0]):  # an open/close range: a door, not a knob
+                return f"{parent}/{joint}"
+    return None
+
+
 def plan_task(scene: Scene) -> list[Skill]:
     """Skills for the goal literals, in execution order (the policy skips those already true)."""
     opens, knobs, places, closes = [], [], [], []
@@ -157,6 +171,12 @@ def plan_task(scene: Scene) -> list[Skill]:
             if kind == "on" and is_site(scene, target) and site_parent(scene, target) is None \
                     and _is_flat_and_wide(scene, obj):
                 places.append(Push(obj, target, literal_index=i))
+                continue
+            door = _enclosure_door(scene, target) if kind == "in" and is_site(scene, target) else None
+            if door is not None and handle_of(obj) is not None:
+                entity, joint = door.split("/", 1)
+                opens.append(_joint_skill("open", entity, joint, scene, None))  # skipped when already open
+                places.append(InsertThroughDoor(obj, target, door, literal_index=i))
                 continue
             ref = joint_of(scene, target) if kind == "in" and is_site(scene, target) else None
             if ref is not None and _is_slide(scene, *ref):

@@ -185,3 +185,79 @@ def test_no_escape_off_the_table_or_under_nothing_tall(kwargs):
 
     # bowl 5 cm above the table (in a drawer, on a stand): no escape; a fixture top 2 cm over the bowl: not an overhang
     np.testing.assert_array_equal(escape_offset(_escape_scene(**kwargs), "bowl_1"), [0.0, 0.0])
+
+
+def _microwave_scene(q=-1.579):
+    """LIBERO-10 task 9's microwave as measured on official state 0: heating region centre (-0.01, 0.367, 1.016),
+    half (0.12, 0.084, 0.08); the door hinged at (-0.182, 0.269) about +z, 0.244 m to its handle, open at q."""
+    region, door = "mw_1_heating_region", ("mw_1", "mw_1_microjoint")
+    goals = [("in", "white_yellow_mug_1", region), ("close", "mw_1")]
+    layout = _layout(goals, ["white_yellow_mug_1", "mw_1", region], ["white_yellow_mug_1"], joints=[door],
+                     sites=[region])
+    v = np.zeros(layout.size)
+    _set(layout, v, f"pose/{region}", [-0.01, 0.367, 1.016, 0, 0, 0, 1])
+    _set(layout, v, f"size/{region}", [0.12, 0.084, 0.08])
+    _set(layout, v, "aabb/mw_1", [-0.249, 0.009, 0.919, 0.164, 0.469, 1.11])
+    _set(layout, v, "ranges/mw_1/mw_1_microjoint", [-2.094, -1.3, -0.005, 0.0] + [np.nan] * 4)
+    _set(layout, v, "axis/mw_1/mw_1_microjoint", [0, 0, 1])
+    _set(layout, v, "anchor/mw_1/mw_1_microjoint", [-0.182, 0.269, 1.016])
+    closed = np.array([0.244, 0.0])  # along +x when shut
+    c, s = np.cos(q), np.sin(q)
+    _set(layout, v, "handle/mw_1/mw_1_microjoint", [-0.182 + c * closed[0], 0.269 + s * closed[0], 1.016])
+    _set(layout, v, "joint/mw_1/mw_1_microjoint", [q])
+    # the mug as on official state 0: origin (-0.02, -0.019, 0.9), turned -90 degrees about z (handle towards -y)
+    _set(layout, v, "pose/white_yellow_mug_1", [-0.02, -0.019, 0.9, 0, 0, -np.sin(np.pi / 4), np.cos(np.pi / 4)])
+    _set(layout, v, "aabb/white_yellow_mug_1", [-0.073, -0.088, 0.9, 0.034, 0.052, 1.003])
+    return layout, v
+
+
+@pytest.mark.parametrize("q", [-1.579, -2.0, -1.3])
+def test_enclosure_opening_faces_away_from_the_hinge_whatever_the_door_angle(q):
+    from tgrpo.experts.enclosure import InsertThroughDoor, closed_door_direction
+
+    layout, v = _microwave_scene(q)
+    scene = Scene(layout, v)
+    assert np.allclose(closed_door_direction(scene, "mw_1/mw_1_microjoint"), [1.0, 0.0], atol=1e-9)
+    skills = plan_task(scene)
+    assert [s.name for s in skills] == ["open_door", "insert", "close_door"]
+    insert = skills[1]
+    assert isinstance(insert, InsertThroughDoor)
+    f = insert.frame(scene)
+    # the door is on the -y face: in is +y, the opening face at 0.367 - 0.084
+    assert np.allclose(f["n"], [0.0, 1.0]) and f["face"] == pytest.approx(0.283)
+    # the handle bar of the asset, turned with the mug: 4.64 cm towards -y from the origin, 7.96 cm up
+    h, radial = insert.handle(scene)
+    assert np.allclose(h, [-0.02, -0.019 - 0.0464, 0.9796], atol=1e-9) and np.allclose(radial, [0.0, -1.0])
+    # the slide stops with the hand (3.5 cm half width + 1.9 cm margin) in front of the opening face
+    assert np.allclose(insert.slide_grip(scene), [-0.01, 0.283 - 0.054])
+
+
+def test_an_object_without_a_known_handle_is_still_placed_from_above():
+    layout, v = _microwave_scene()
+    layout = layout.__class__(layout.slices, (("in", "bowl_1", "mw_1_heating_region"),), layout.entities,
+                              layout.movable)
+    assert [s.name for s in plan_task(Scene(layout, v))] == ["pick_place"]
+
+
+@pytest.mark.libero
+def test_expert_puts_the_mug_in_the_microwave_and_closes_it():
+    """LIBERO-10 task 9, official state 0, judged by LIBERO's own success check (269 steps when measured)."""
+    from tgrpo.envs.libero_env import LiberoEnv, official_start
+    from tgrpo.envs.observation import ObsConfig
+    from tgrpo.envs.protocol import Protocol
+    from tgrpo.policies import make_policy
+
+    env = LiberoEnv("libero_10", 9, ObsConfig(mode="state"), Protocol(episode_start="restore"))
+    expert = make_policy("expert")
+    try:
+        obs = env.start_episode(official_start("libero_10", 9, 0))
+        expert.begin_episode(0, env.info.instruction, (9, 0), env.layout)
+        success = False
+        for _ in range(env.max_steps):
+            obs, success = env.step(expert.act({n: a[None] for n, a in obs.items()}, [""], [0]).actions[0])
+            if success:
+                break
+        assert success and env.sim_env._check_success()
+        assert next(t["skill"] for t in expert.transitions(0)) == "insert"
+    finally:
+        env.close()
