@@ -7,11 +7,13 @@ Per task, from official init states 0, 1, ... until N expert demonstrations succ
   when one trajectory succeeds): the expert frozen after 60% of M steps (a near miss), the expert with the
   gripper held open (cannot grasp), and uniform random actions. Any of them that succeeds counts as a success.
 
-Checks (the spec passes when all hold and there is at least one demonstration):
+Checks (the spec passes when all hold and at least one demonstration was found monotone; with none, the task is
+``no-demo``):
 
 1. ``monotone``: the stage index never decreases along a successful demonstration (demonstrations that went
    back by their own record, a retried grasp or a replanned skill, are reported as ``retried`` and not held to
-   this: the object really was dropped, the knob really turned back);
+   this: the object really was dropped, the knob really turned back; a retried one whose stage index still never
+   decreased is counted in ``demos_retried_monotone``, evidence as good as a clean one);
 2. ``reaches_last``: it is the last stage on the success step;
 3. ``separates``: failures' mean return (default RewardConfig) is below the successes' mean return;
 4. reported, not gating: ``final_agreement``, the fraction of steps over all rollouts where "last stage reached"
@@ -62,6 +64,7 @@ class TaskValidation:
     final_agreement: float | None
     mean_stage_failure: float | None
     reasons: list[str] = field(default_factory=list)
+    demos_retried_monotone: int = 0  # retried demonstrations whose stage index never decreased all the same
     demo_source: str = "expert"
     seconds: float = 0.0
 
@@ -157,7 +160,7 @@ def check_task(reward: StageReward, demos: list[Episode], failures: list[Episode
     """The checks on already collected episodes (no simulator): a dict of TaskValidation fields."""
     config = config or RewardConfig()
     k_last = reward.num_stages
-    monotone = reach = 0
+    monotone = reach = retried_monotone = 0
     worst = 0
     reasons: list[str] = []
     agree_num = agree_den = 0
@@ -167,9 +170,10 @@ def check_task(reward: StageReward, demos: list[Episode], failures: list[Episode
         t_success = int(np.flatnonzero(ep.done)[0]) + 1
         if stage[t_success] == k_last:
             reach += 1
-        if ep.retried:  # the demonstration itself went back (e.g. a missed grasp): a drop is faithful
-            continue
         drops = np.diff(stage)
+        if ep.retried:  # the demonstration itself went back (e.g. a missed grasp): a drop is faithful
+            retried_monotone += int(not (drops < 0).any())
+            continue
         worst = max(worst, int(-drops.min()) if len(drops) and drops.min() < 0 else 0)
         if not (drops < 0).any():
             monotone += 1
@@ -196,10 +200,10 @@ def check_task(reward: StageReward, demos: list[Episode], failures: list[Episode
     separates = bool(ret_f) and bool(ret_s) and np.mean(ret_f) < np.mean(ret_s)
     if demos and ret_f and not separates:
         reasons.append(f"failures score {np.mean(ret_f):.2f} on average, successes {np.mean(ret_s):.2f}")
-    status = "fail" if reasons else ("no-demo" if not clean else "pass")
+    status = "fail" if reasons else ("no-demo" if monotone + retried_monotone == 0 else "pass")
     return {
         "status": status, "stages": k_last, "demos": len(demos), "demos_monotone": monotone,
-        "demos_retried": len(demos) - len(clean),
+        "demos_retried": len(demos) - len(clean), "demos_retried_monotone": retried_monotone,
         "demos_reach_last": reach, "worst_drop": worst, "failures": len(failures),
         "mean_return_success": round(float(np.mean(ret_s)), 3) if ret_s else None,
         "mean_return_failure": round(float(np.mean(ret_f)), 3) if ret_f else None,
@@ -277,7 +281,8 @@ def table(rows: list[TaskValidation]) -> str:
         fmt = (lambda x: "-" if x is None else f"{x:.2f}")
         lines.append(
             f"| {r.suite}/{r.task_id} | {r.stages} | {r.status} | {fmt_demos(r)} | "
-            f"{r.demos_monotone}/{r.demos - r.demos_retried} | "
+            f"{r.demos_monotone}/{r.demos - r.demos_retried}"
+            f"{f' + {r.demos_retried_monotone}/{r.demos_retried} retried' if r.demos_retried else ''} | "
             f"{r.demos_reach_last}/{r.demos} | {fmt(r.mean_return_success)} | {fmt(r.mean_return_failure)} | "
             f"{r.failures} | {'-' if r.final_agreement is None else f'{100 * r.final_agreement:.1f}%'} |")
     return "\n".join(lines)

@@ -117,9 +117,21 @@ def test_a_retried_demonstration_may_go_back(setup):
     ep.retried = True  # the demonstrator's own log went back too: a faithful drop
     out = check_task(reward, [_ep(good), ep], [])
     assert out["status"] == "pass" and out["demos_retried"] == 1 and out["demos_monotone"] == 1
-    assert out["demos_reach_last"] == 2
+    assert out["demos_reach_last"] == 2 and out["demos_retried_monotone"] == 0
     out = check_task(reward, [ep], [])
-    assert out["status"] == "no-demo"  # no clean demonstration: nothing to hold the spec to
+    assert out["status"] == "no-demo"  # its only demonstration dropped: nothing held the spec to monotony
+
+
+def test_a_retried_demonstration_that_never_dropped_is_evidence(setup):
+    """The expert went back in its own record (say a re-approach while the object stayed put), but the spec's stage
+    index never decreased (0 1 1 2 3 4): the spec held through the disturbance, so the task passes on it."""
+    layout, spec = setup
+    reward = StageReward(spec, layout)
+    good = demo(layout)
+    ep = _ep(np.stack([good[0], good[1], good[1], good[2], good[3], good[4]]))
+    ep.retried = True
+    out = check_task(reward, [ep], [])
+    assert out["status"] == "pass" and out["demos_monotone"] == 0 and out["demos_retried_monotone"] == 1
 
 
 def test_no_demo_is_its_own_status(setup):
@@ -134,9 +146,10 @@ def test_table_has_a_row_per_task():
     row = TaskValidation(suite="libero_object", task_id=0, spec_sha256="x", status="pass", stages=5, demos=3,
                          demos_monotone=2, demos_retried=1, demos_reach_last=3, worst_drop=0, failures=6,
                          mean_return_success=22.6, mean_return_failure=-9.1, final_agreement=1.0,
-                         mean_stage_failure=1.2)
+                         mean_stage_failure=1.2, demos_retried_monotone=1)
     text = table([row])
-    assert "| libero_object/0 | 5 | pass | 3 (1 retried) | 2/2 | 3/3 | 22.60 | -9.10 | 6 | 100.0% |" in text
+    assert ("| libero_object/0 | 5 | pass | 3 (1 retried) | 2/2 + 1/1 retried | 3/3 | 22.60 | -9.10 | 6 | 100.0% |"
+            in text)
 
 
 def test_failure_wrappers_freeze_or_keep_the_gripper_open():
