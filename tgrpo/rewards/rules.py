@@ -4,7 +4,9 @@ Each goal literal that is not already true in the BDDL initial state becomes one
 
 - ``in``/``on`` X Y (pick and place): reach X, grasp X, lift X (lifted by 5 cm while grasped, then latched while
   grasped: carrying it down to a lower target keeps the stage), carry X above Y, then the literal itself; "push"
-  instructions: reach X, X horizontally near Y, then the literal;
+  instructions: reach X, X horizontally near Y, then the literal; ``in`` a region of a fixture with a door (the
+  microwave, closed above: X cannot be above it and go down into it): reach X, grasp X, lift X, X at the opening
+  (horizontally near Y at any height), then the literal;
 - ``open``/``close`` of a drawer region or door, ``turnon``/``turnoff`` of a knob: reach its handle, the joint
   moved part of the way, then the literal.
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 from tgrpo.rewards.facts import TaskFacts
 from tgrpo.rewards.schema import SCHEMA_VERSION, check_spec
 
-RULES_VERSION = 1
+RULES_VERSION = 2  # 2: the enclosure clause (in a region of a fixture with a door)
 LIFT_HEIGHT = 0.05  # m: the object is held at least this far above where it started
 LIFT_KEY_HEIGHT = 0.15  # m: lift key pose above the object's start center
 CARRY_KEY_HEIGHT = 0.12  # m: carry key pose above the target's top
@@ -30,6 +32,8 @@ CARRY_XY_TOL = 0.08  # m: "above" = centers within this horizontally (a plate, t
 CARRY_MIN_DZ = {"on": -0.05, "in": -0.15}  # m: bottom of X at most this far below the top of Y (objects whose
 # origin is high above their bottom, bottles, are deep in a container before LIBERO's In, which reads the origin)
 PUSH_XY_TOL = 0.08  # m
+OPENING_XY_TOL = 0.12  # m: "at the opening" of a 24 x 17 cm heating region: the mug's origin 9 cm from its centre
+# when slid in as far as the hand stays outside (measured, LIBERO-10 task 9), before it is pushed in
 HANDLE_DIST = 0.05  # m: "reach the handle"
 PARTIAL_PROGRESS = 0.3  # fraction of the way to LIBERO's open/close/turn-on threshold
 
@@ -73,14 +77,24 @@ def _pick_place(facts: TaskFacts, lit, holds) -> tuple[str, list[dict]]:
          "predicate": {"type": "lifted", "entity": obj, "height": LIFT_HEIGHT},
          "also": [{"type": "grasped", "entity": obj}, *also], "latch": True,
          "key_pose": _key(obj, "center", at="start", offset=(0.0, 0.0, LIFT_KEY_HEIGHT))},
-        {"name": f"carry_{obj}", "description": f"{obj} above {target}",
-         "predicate": {"type": "above", "entity": obj, "target": target, "xy_tol": CARRY_XY_TOL,
-                       "min_dz": CARRY_MIN_DZ[relation]}, "also": also,
-         "key_pose": _key(target, "top", offset=(0.0, 0.0, CARRY_KEY_HEIGHT))},
+        _carry_or_opening(facts, kind, obj, target, also),
         {"name": f"place_{obj}", "description": f"{kind} {obj} {target} (LIBERO)",
          "predicate": _literal_pred(lit), "also": also,
          "key_pose": _key(target, "top", offset=(0.0, 0.0, PLACE_KEY_HEIGHT))},
     ]
+
+
+def _carry_or_opening(facts: TaskFacts, kind: str, obj: str, target: str, also: list[dict]) -> dict:
+    """The stage before the literal: X above Y, or X at the opening of an enclosure with a door."""
+    if kind == "in" and facts.articulation(facts.region_parents.get(target, "")) == "door":
+        return {"name": f"at_opening_{obj}", "description": f"{obj} at the opening of {target}",
+                "predicate": {"type": "above", "entity": obj, "target": target, "xy_tol": OPENING_XY_TOL,
+                              "min_dz": -0.3}, "also": also,
+                "key_pose": _key(target, "origin")}
+    return {"name": f"carry_{obj}", "description": f"{obj} above {target}",
+            "predicate": {"type": "above", "entity": obj, "target": target, "xy_tol": CARRY_XY_TOL,
+                          "min_dz": CARRY_MIN_DZ["in" if kind == "in" else "on"]}, "also": also,
+            "key_pose": _key(target, "top", offset=(0.0, 0.0, CARRY_KEY_HEIGHT))}
 
 
 def _articulate(lit, holds, goal: bool) -> tuple[str, list[dict]]:

@@ -86,6 +86,15 @@ def test_rules_order_sub_plans_sensibly(all_facts):
     # push
     assert _stage_names(rules_spec(all_facts[("libero_goal", 5)])) == [["reach_plate_1", "push_plate_1",
                                                                          "place_plate_1"]]
+    # into the microwave (closed above): no "above the region" stage, the mug at its opening instead
+    spec = rules_spec(all_facts[("libero_10", 9)])
+    assert _stage_names(spec)[0] == ["reach_white_yellow_mug_1", "grasp_white_yellow_mug_1",
+                                     "lift_white_yellow_mug_1", "at_opening_white_yellow_mug_1",
+                                     "place_white_yellow_mug_1"]
+    opening = spec["subplans"][0]["stages"][3]["predicate"]
+    assert opening["xy_tol"] == 0.12 and opening["min_dz"] == -0.3
+    # a basket has no door: still carried above it
+    assert _stage_names(rules_spec(all_facts[("libero_10", 0)]))[0][3] == "carry_alphabet_soup_1"
 
 
 def test_rule_rewards_are_k_over_K(all_facts):
