@@ -183,6 +183,7 @@ class PickPlace(Skill):
         self.plan = None
         self.yaw = None  # chosen at the start of each approach, then kept
         self.rim_dir = None
+        self.failed_rims: list[np.ndarray] = []  # rim directions whose grasp came up empty
         self.offset = np.zeros(3)  # object origin minus end effector, measured after grasping
         self.grasp_eef_z = 0.0
         self.obj_z0 = 0.0
@@ -224,6 +225,8 @@ class PickPlace(Skill):
             score = min(hand_clearance(scene, point, yaw, z, (self.obj,)), 0.03)
             score -= 0.01 * abs(yaw) / (np.pi / 2)  # prefer little rotation
             score -= 0.02 * (direction[0] > 0.5)  # the far side is at the edge of the workspace
+            if any(direction @ f > 0.7 for f in self.failed_rims):  # do not repeat a rim grasp that slipped
+                score -= 0.05
             if best is None or score > best[0]:
                 best = (score, point, direction)
         _, point, direction = best
@@ -294,6 +297,8 @@ class PickPlace(Skill):
         return servo(scene, target, self.plan["yaw"], CLOSE)
 
     def _lost(self, scene: Scene) -> np.ndarray:
+        if self.rim_dir is not None:
+            self.failed_rims.append(self.rim_dir)
         self.retry("approach")
         return servo(scene, scene.eef + np.array([0, 0, 0.03]), self.plan["yaw"], OPEN)
 
