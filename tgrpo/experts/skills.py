@@ -102,6 +102,19 @@ HAND_HALF_WIDTH = 0.035
 PALM_ABOVE_EEF = 0.04  # the palm's underside sits about 4 cm above the grip site
 
 
+GRASP_SPAN = 0.072  # widest extent the open fingers (7.8 cm) take with some margin
+
+
+def box_span_limit(short_half: float, long_half: float) -> float:
+    """Largest turn (rad) off a box's short axis at which the fingers still span it: along a finger axis turned by
+    a, a box is 2 (s cos a + l sin a) wide. (The former limit arccos(2 s / span) left out the long side: the
+    butter, 4 x 7.6 cm, was taken at 0.99 rad, 8.5 cm across, and the fingers came down on its corners, LIBERO-10
+    task 1.)"""
+    angles = np.linspace(0.0, np.pi / 2, 181)
+    fits = 2 * (short_half * np.cos(angles) + long_half * np.sin(angles)) <= GRASP_SPAN
+    return float(angles[fits].max()) if fits.any() else 0.0
+
+
 def hand_clearance(scene: Scene, xy: np.ndarray, yaw: float, eef_z: float, exclude: tuple[str, ...]) -> float:
     """Horizontal clearance between the hand (a segment along the finger axis at `xy`) and the objects tall enough
     to reach the palm when the grip site is at `eef_z`."""
@@ -207,7 +220,7 @@ class PickPlace(Skill):
                 base = 0.0
             else:  # a box: turn off the short axis only as far as the fingers still span it
                 base = yaw_for_finger_axis(short_dir)
-                limit = np.arccos(np.clip(2 * short_half / 0.072, -1, 1))
+                limit = box_span_limit(short_half, long_half)
                 deltas = np.linspace(-limit, limit, 9)
             yaw = self.yaw if self.yaw is not None else choose_yaw(scene, center[:2], base, z, (self.obj,), deltas)
             return {"xy": center[:2], "z": z, "yaw": yaw, "rim": False}

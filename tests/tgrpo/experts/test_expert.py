@@ -261,3 +261,14 @@ def test_expert_puts_the_mug_in_the_microwave_and_closes_it():
         assert next(t["skill"] for t in expert.transitions(0)) == "insert"
     finally:
         env.close()
+
+
+def test_box_span_limit_counts_both_sides_of_the_box():
+    """A finger axis turned by a from a box's short side spans 2 (s cos a + l sin a); the butter (s 2 cm, l 3.8 cm)
+    fits the 7.2 cm span up to about 0.51 rad (hand-computed: 2 (0.02 cos 0.506 + 0.038 sin 0.506) = 0.0718,
+    at 0.515 it is 0.0723), not the 0.98 rad that the short side alone allows."""
+    from tgrpo.experts.skills import box_span_limit
+
+    assert box_span_limit(0.02, 0.038) == pytest.approx(0.506, abs=0.01)
+    assert box_span_limit(0.01, 0.02) == pytest.approx(np.pi / 2)  # small enough to take any way round
+    assert box_span_limit(0.04, 0.05) == 0.0  # wider than the span even square on
