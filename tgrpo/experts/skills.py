@@ -112,7 +112,10 @@ def box_span_limit(short_half: float, long_half: float) -> float:
     task 1.)"""
     angles = np.linspace(0.0, np.pi / 2, 181)
     fits = 2 * (short_half * np.cos(angles) + long_half * np.sin(angles)) <= GRASP_SPAN
-    return float(angles[fits].max()) if fits.any() else 0.0
+    if fits.all():
+        return float(np.pi / 2)
+    first_misfit = int(np.argmin(fits))  # every turn up to the limit must fit, not just the limit itself
+    return float(angles[first_misfit - 1]) if first_misfit > 0 else 0.0
 
 
 def hand_clearance(scene: Scene, xy: np.ndarray, yaw: float, eef_z: float, exclude: tuple[str, ...]) -> float:

@@ -272,3 +272,6 @@ def test_box_span_limit_counts_both_sides_of_the_box():
     assert box_span_limit(0.02, 0.038) == pytest.approx(0.506, abs=0.01)
     assert box_span_limit(0.01, 0.02) == pytest.approx(np.pi / 2)  # small enough to take any way round
     assert box_span_limit(0.04, 0.05) == 0.0  # wider than the span even square on
+    # 4 x 6.8 cm: it fits square on (4 cm) and lengthwise (6.8 cm) but not at 45 degrees (7.6 cm): the limit is
+    # where it first stops fitting, 2 (0.02 cos a + 0.034 sin a) = 0.072 at about 0.62 rad
+    assert box_span_limit(0.02, 0.034) == pytest.approx(0.62, abs=0.01)
