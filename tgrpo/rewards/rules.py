@@ -77,23 +77,23 @@ def _pick_place(facts: TaskFacts, lit, holds) -> tuple[str, list[dict]]:
          "predicate": {"type": "lifted", "entity": obj, "height": LIFT_HEIGHT},
          "also": [{"type": "grasped", "entity": obj}, *also], "latch": True,
          "key_pose": _key(obj, "center", at="start", offset=(0.0, 0.0, LIFT_KEY_HEIGHT))},
-        _carry_or_opening(facts, kind, obj, target, also),
+        _carry_or_opening(facts, relation, obj, target, also),
         {"name": f"place_{obj}", "description": f"{kind} {obj} {target} (LIBERO)",
          "predicate": _literal_pred(lit), "also": also,
          "key_pose": _key(target, "top", offset=(0.0, 0.0, PLACE_KEY_HEIGHT))},
     ]
 
 
-def _carry_or_opening(facts: TaskFacts, kind: str, obj: str, target: str, also: list[dict]) -> dict:
+def _carry_or_opening(facts: TaskFacts, relation: str, obj: str, target: str, also: list[dict]) -> dict:
     """The stage before the literal: X above Y, or X at the opening of an enclosure with a door."""
-    if kind == "in" and facts.articulation(facts.region_parents.get(target, "")) == "door":
+    if relation == "in" and facts.articulation(facts.region_parents.get(target, "")) == "door":
         return {"name": f"at_opening_{obj}", "description": f"{obj} at the opening of {target}",
                 "predicate": {"type": "above", "entity": obj, "target": target, "xy_tol": OPENING_XY_TOL,
                               "min_dz": -0.3}, "also": also,
                 "key_pose": _key(target, "origin")}
     return {"name": f"carry_{obj}", "description": f"{obj} above {target}",
             "predicate": {"type": "above", "entity": obj, "target": target, "xy_tol": CARRY_XY_TOL,
-                          "min_dz": CARRY_MIN_DZ["in" if kind == "in" else "on"]}, "also": also,
+                          "min_dz": CARRY_MIN_DZ[relation]}, "also": also,
             "key_pose": _key(target, "top", offset=(0.0, 0.0, CARRY_KEY_HEIGHT))}
 
 
