@@ -55,9 +55,9 @@ def task_rows(directory: Path) -> tuple[list[dict], dict]:
             "failed_episodes": [e["episode"] for e in mine if e not in won],
         })
     first = episodes[0]["provenance"]
-    provenance = {"git_sha": sha, "git_dirty": dirty, "packages": first["packages"], "machine": first["machine"],
-                  "protocol": run["protocol"], "episode_ids": run["episode_ids"], "seeds": run["seeds"],
-                  "directory": str(directory)}
+    provenance = {"git_sha": sha, "git_dirty": dirty, "python": first.get("python"), "packages": first["packages"],
+                  "machine": first["machine"], "protocol": run["protocol"], "episode_ids": run["episode_ids"],
+                  "seeds": run["seeds"], "directory": str(directory)}
     return rows, provenance
 
 
