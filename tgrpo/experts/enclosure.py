@@ -198,13 +198,13 @@ class InsertThroughDoor(Skill):
         return servo(scene, self.hold, self.yaw, OPEN)
 
     def _retreat(self, scene: Scene) -> np.ndarray:
-        """Straight up clear of the handle, then back from the opening."""
+        """Straight up clear of the handle, then back from the opening, the fingers open until the turn."""
         f = self.frame(scene)
         up = self.hold + np.array([0.0, 0.0, 0.05])
         target = up if scene.eef[2] < up[2] - 0.01 else np.array([*(up[:2] - 0.08 * f["n"]), up[2]])
         if np.linalg.norm(np.array([*(up[:2] - 0.08 * f["n"]), up[2]]) - scene.eef) < 0.015 or self.t > 40:
             self.next()
-        return servo(scene, target, self.yaw, CLOSE)
+        return servo(scene, target, self.yaw, OPEN)  # closing here caught the handle bar (LIBERO-10 task 9, state 10)
 
     def _push_point(self, scene: Scene) -> tuple[np.ndarray, dict]:
         """The object's nearest point along n (its handle's end) at its lateral centre, PUSH_HEIGHT up."""
