@@ -18,8 +18,15 @@ from __future__ import annotations
 import numpy as np
 
 from tgrpo.experts.control import CLOSE, OPEN, rotation_error, servo, servo_pose, yaw_error
-from tgrpo.experts.scene import Scene, rotvec_of
-from tgrpo.experts.skills import HAND_HALF_WIDTH, Skill, obstacle_tops, table_height, yaw_for_finger_axis
+from tgrpo.experts.scene import Scene
+from tgrpo.experts.skills import (
+    HAND_HALF_WIDTH,
+    Skill,
+    facing,
+    obstacle_tops,
+    table_height,
+    yaw_for_finger_axis,
+)
 
 # Handle bar centre in the object's body frame (m), from the collision geoms of LIBERO's mug assets: the bar is
 # 4.3 cm long radially, 1.75 cm wide, 0.8 cm thick, 8 cm above the bottom (`white_yellow_mug_1_g3`).
@@ -45,20 +52,6 @@ def closed_door_direction(scene: Scene, door: str) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     v = np.array([c * r[0] - s * r[1], s * r[0] + c * r[1]])
     return v / np.linalg.norm(v)
-
-
-def flat_facing(direction: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Gripper rotation pointing horizontally along `direction`, fingers closing horizontally across it (the thin
-    side of the hand up and down), the sign nearest the current orientation."""
-    z = np.array([direction[0], direction[1], 0.0]) / np.linalg.norm(direction[:2])
-    best = None
-    for sign in (1.0, -1.0):
-        y = sign * np.array([-z[1], z[0], 0.0])
-        rot = np.column_stack([np.cross(y, z), y, z])
-        err = np.linalg.norm(rotvec_of(rot @ current.T))
-        if best is None or err < best[0]:
-            best = (err, rot)
-    return best[1]
 
 
 class InsertThroughDoor(Skill):
@@ -218,7 +211,7 @@ class InsertThroughDoor(Skill):
         """Turn the hand horizontal in free space, then come down in front of the object's near side."""
         p, f = self._push_point(scene)
         if self.t == 0:
-            self.rot = flat_facing(f["n"], scene.eef_mat)
+            self.rot = facing(f["n"], scene.eef_mat, fingers="horizontal")
             self.hold = scene.eef.copy()
         start = p - np.array([*(0.10 * f["n"]), 0.0])
         if rotation_error(scene, self.rot) > 0.25:

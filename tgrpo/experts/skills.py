@@ -405,14 +405,16 @@ class JointSkill(Skill):
         return sign * axis
 
 
-def facing(direction: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Gripper rotation pointing horizontally along `direction` with the fingers closing vertically (the sign of the
-    closing axis chosen nearest the current orientation `current`)."""
+def facing(direction: np.ndarray, current: np.ndarray, fingers: str = "vertical") -> np.ndarray:
+    """Gripper rotation pointing horizontally along `direction`, the fingers closing vertically (around a drawer
+    handle's bar) or horizontally (`fingers="horizontal"`: the hand's thin side up and down, a flat pusher); the
+    sign of the closing axis chosen nearest the current orientation `current`."""
     z = np.array([direction[0], direction[1], 0.0])
     z /= np.linalg.norm(z)
+    closing = np.array([0.0, 0.0, 1.0]) if fingers == "vertical" else np.array([-z[1], z[0], 0.0])
     best = None
-    for up in (1.0, -1.0):
-        y = np.array([0.0, 0.0, up])
+    for sign in (1.0, -1.0):
+        y = sign * closing
         rot = np.column_stack([np.cross(y, z), y, z])
         err = np.linalg.norm(rotvec_of(rot @ current.T))
         if best is None or err < best[0]:

@@ -128,6 +128,17 @@ def test_planner_rejects_unknown_predicate():
         plan_task(Scene(layout, np.zeros(layout.size)))
 
 
+def _expert_episode(env, expert, start, key) -> bool:
+    """One episode of the expert in slot 0 from `start`, stopped at LIBERO's success or the step limit."""
+    obs = env.start_episode(start)
+    expert.begin_episode(0, env.info.instruction, key, env.layout)
+    for _ in range(env.max_steps):
+        obs, success = env.step(expert.act({n: a[None] for n, a in obs.items()}, [""], [0]).actions[0])
+        if success:
+            return True
+    return False
+
+
 @pytest.mark.libero
 def test_expert_solves_libero_object_task_episodes():
     """Two official episodes of libero_object task 0, judged by LIBERO's own success check."""
@@ -140,14 +151,8 @@ def test_expert_solves_libero_object_task_episodes():
     expert = make_policy("expert")
     try:
         for k in (0, 1):
-            obs = env.start_episode(official_start("libero_object", 0, k))
-            expert.begin_episode(0, env.info.instruction, (0, k), env.layout)
-            success = False
-            for _ in range(env.max_steps):
-                obs, success = env.step(expert.act({n: a[None] for n, a in obs.items()}, [""], [0]).actions[0])
-                if success:
-                    break
-            assert success and env.sim_env._check_success()
+            assert _expert_episode(env, expert, official_start("libero_object", 0, k), (0, k))
+            assert env.sim_env._check_success()
             log = expert.stage_log(0)
             assert len(log) == env.steps and np.all(np.diff(log) >= 0)  # no retry needed on these two
             stages = [t["stage"] for t in expert.transitions(0)]
@@ -250,14 +255,8 @@ def test_expert_puts_the_mug_in_the_microwave_and_closes_it():
     env = LiberoEnv("libero_10", 9, ObsConfig(mode="state"), Protocol(episode_start="restore"))
     expert = make_policy("expert")
     try:
-        obs = env.start_episode(official_start("libero_10", 9, 0))
-        expert.begin_episode(0, env.info.instruction, (9, 0), env.layout)
-        success = False
-        for _ in range(env.max_steps):
-            obs, success = env.step(expert.act({n: a[None] for n, a in obs.items()}, [""], [0]).actions[0])
-            if success:
-                break
-        assert success and env.sim_env._check_success()
+        assert _expert_episode(env, expert, official_start("libero_10", 9, 0), (9, 0))
+        assert env.sim_env._check_success()
         assert next(t["skill"] for t in expert.transitions(0)) == "insert"
     finally:
         env.close()
