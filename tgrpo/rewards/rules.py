@@ -4,7 +4,9 @@ Each goal literal that is not already true in the BDDL initial state becomes one
 
 - ``in``/``on`` X Y (pick and place): reach X, grasp X, lift X (lifted by 5 cm while grasped, then latched while
   grasped: carrying it down to a lower target keeps the stage), carry X above Y, then the literal itself; "push"
-  instructions: reach X, X horizontally near Y, then the literal; ``in`` a region of a fixture with a door (the
+  instructions: reach X (latched once reached: a push in two legs lifts the finger out to turn the hand, and a
+  slipped finger is lifted out to start again, with the object no further from its goal), X horizontally near Y,
+  then the literal; ``in`` a region of a fixture with a door (the
   microwave, closed above: X cannot be above it and go down into it): reach X, grasp X, lift X, X at the opening
   (horizontally near Y at any height), then the literal;
 - ``open``/``close`` of a drawer region or door, ``turnon``/``turnoff`` of a knob: reach its handle, the joint
@@ -23,7 +25,7 @@ from __future__ import annotations
 from tgrpo.rewards.facts import TaskFacts
 from tgrpo.rewards.schema import SCHEMA_VERSION, check_spec
 
-RULES_VERSION = 2  # 2: the enclosure clause (in a region of a fixture with a door)
+RULES_VERSION = 3  # 2: the enclosure clause (in a region of a fixture with a door); 3: a push's reach is latched
 LIFT_HEIGHT = 0.05  # m: the object is held at least this far above where it started
 LIFT_KEY_HEIGHT = 0.15  # m: lift key pose above the object's start center
 CARRY_KEY_HEIGHT = 0.12  # m: carry key pose above the target's top
@@ -55,9 +57,10 @@ def _pick_place(facts: TaskFacts, lit, holds) -> tuple[str, list[dict]]:
     also = list(holds)
     if facts.instruction.lower().startswith("push"):
         return f"push {obj} {relation} {target}", [
-            {"name": f"reach_{obj}", "description": f"gripper at the {obj}",
+            {"name": f"reach_{obj}", "description": f"gripper at the {obj} (then latched: the hand leaves a "
+             f"pushed object to turn between legs)",
              "predicate": {"type": "near", "entity": obj, "part": "box", "dist": 0.03}, "also": also,
-             "key_pose": _key(obj, "center")},
+             "latch": True, "key_pose": _key(obj, "center")},
             {"name": f"push_{obj}", "description": f"{obj} pushed close to {target} horizontally",
              "predicate": {"type": "above", "entity": obj, "target": target, "xy_tol": PUSH_XY_TOL,
                            "min_dz": -0.3}, "also": also,

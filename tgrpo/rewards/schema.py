@@ -58,8 +58,11 @@ def schema_text() -> str:
 
 
 def spec_hash(spec: dict) -> str:
-    """sha256 of the canonical JSON of a spec (sorted keys, no whitespace)."""
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    """sha256 of the canonical JSON (sorted keys, no whitespace) of what the reward reads: the spec without its
+    `source` label, so a new rules version or a re-asked LLM that yields the same stages keeps its validation
+    record and key poses."""
+    content = {k: v for k, v in spec.items() if k != "source"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _schema_errors(doc) -> list[str]:

@@ -59,6 +59,32 @@ def test_committed_rule_specs_are_up_to_date(all_facts):
             assert doc["tasks"][str(task_id)] == rules_spec(all_facts[(suite, task_id)]), (suite, task_id)
 
 
+def test_committed_records_and_key_poses_belong_to_the_committed_specs():
+    """Every committed spec has a validation record for its exact content, and no key poses are stale: a spec
+    change that leaves them behind silently falls back to the spec's own key poses (it did when rules v2 relabelled
+    every spec's source)."""
+    from tgrpo.rewards.keyposes import keyposes_path
+    from tgrpo.rewards.store import read_validation
+
+    for suite in SUITES:
+        specs = read_suite(suite_path(suite))["tasks"]
+        for task_id, spec in specs.items():
+            assert validation_status(spec) in ("pass", "no-demo"), (suite, task_id)
+        key_poses = json.loads(keyposes_path(suite).read_text())["tasks"]
+        stale = [t for t, row in key_poses.items() if row["spec_sha256"] != spec_hash(specs[t])]
+        assert stale == [], (suite, stale)
+        assert set(read_validation(suite)["tasks"]) == set(specs)
+
+
+def test_spec_hash_covers_the_stages_not_the_source_label(all_facts):
+    spec = rules_spec(all_facts[("libero_goal", 5)])
+    relabelled = {**spec, "source": {"kind": "rules", "generator": "another version"}}
+    assert spec_hash(relabelled) == spec_hash(spec)
+    changed = json.loads(json.dumps(spec))
+    changed["subplans"][0]["stages"][0]["latch"] = not changed["subplans"][0]["stages"][0]["latch"]
+    assert spec_hash(changed) != spec_hash(spec)
+
+
 def _stage_names(spec):
     return [[s["name"] for s in p["stages"]] for p in spec["subplans"]]
 
