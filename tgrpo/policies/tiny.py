@@ -1,10 +1,11 @@
 """`tiny`: a small VLA with OpenVLA's action interface that trains and runs on a CPU.
 
 Context tokens (instruction words + either the preprocessed camera image(s) or the state vector) are followed by
-7 autoregressive action tokens, decoded with a prefix-causal transformer. Token ids, bins and normalisation are
-OpenVLA's (`action_tokenizer`). The output layer covers either the 256 action tokens (`vocab_mode="action"`,
-default) or the whole padded Llama vocabulary (`"full"`, as OpenVLA's head). Every linear layer is an
-`nn.Linear`, so LoRA (peft) can wrap all of them as the paper does on OpenVLA.
+7 autoregressive action tokens, decoded with a prefix-causal transformer (`act` decodes with `tiny_decode`'s
+cached, folded inference path; training reads `logits`). Token ids, bins and normalisation are OpenVLA's
+(`action_tokenizer`). The output layer covers either the 256 action tokens (`vocab_mode="action"`, default) or
+the whole padded Llama vocabulary (`"full"`, as OpenVLA's head). Every linear layer is an `nn.Linear`, so LoRA
+(peft) can wrap all of them as the paper does on OpenVLA.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from torch.nn import functional as F
 
 from tgrpo.policies import action_tokenizer as at
 from tgrpo.policies.base import DECODE_MODES, Policy, PolicyOutput
+from tgrpo.policies.tiny_decode import FastDecoder
 
 PAD, UNK = 0, 1
-KV = tuple[torch.Tensor, torch.Tensor]
 VARIANTS = ("state", "image")
 VOCAB_MODES = ("action", "full")
 
@@ -100,17 +101,14 @@ class Block(nn.Module):
         self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
         self.fc1, self.fc2 = nn.Linear(d, mlp_ratio * d), nn.Linear(mlp_ratio * d, d)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, past: KV | None = None) -> tuple[torch.Tensor, KV]:
-        """x [B, n, d] new positions; `past` the keys/values [B, heads, m, d/heads] of the m earlier positions
-        (decoding), which the new positions attend to besides `mask`. Returns (x, keys/values of all m + n)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x [B, n, d], mask [n, n] (True: may attend) -> [B, n, d]."""
         b, n, d = x.shape
         h = self.norm1(x)
         q, k, v = (proj(h).view(b, n, self.heads, d // self.heads).transpose(1, 2) for proj in (self.q, self.k, self.v))
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.o(att.transpose(1, 2).reshape(b, n, d))
-        return x + self.fc2(F.gelu(self.fc1(self.norm2(x)))), (k, v)
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
 class TinyVLA(nn.Module):
@@ -153,9 +151,6 @@ class TinyVLA(nn.Module):
 
     def hidden(self, context: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         """context [B, L, d], action bins [B, k] (1..256, k <= 6) -> hidden states [B, k + 1, d] at BOS, a_0.."""
-        return self._forward(context, bins)[0]
-
-    def _forward(self, context: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, list[KV]]:
         b, length = context.shape[:2]
         bos = torch.zeros(b, 1, dtype=torch.long, device=context.device)
         steps = torch.cat([bos, bins], dim=1)
@@ -163,30 +158,12 @@ class TinyVLA(nn.Module):
         n = x.shape[1]
         mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
         mask[:, :length] = True  # every position sees the whole context (prefix-LM)
-        cache = []
         for block in self.blocks:
-            x, kv = block(x, mask)
-            cache.append(kv)
-        return self.norm(x[:, length:]), cache
+            x = block(x, mask)
+        return self.norm(x[:, length:])
 
     def logits(self, context: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         return self.head(self.hidden(context, bins))
-
-    # Incremental decoding: context positions never attend to action positions (prefix-LM), so their keys and
-    # values are computed once; each action token then adds one position. Same logits as `logits`.
-    def start_decoding(self, context: torch.Tensor) -> tuple[torch.Tensor, list[KV]]:
-        """context [B, L, d] -> (logits of a_0 [B, V], per-layer keys/values of context + BOS)."""
-        hidden, cache = self._forward(context, torch.zeros(context.shape[0], 0, dtype=torch.long))
-        return self.head(hidden[:, -1]), cache
-
-    def decode_step(self, bins: torch.Tensor, position: int, cache: list[KV]) -> tuple[torch.Tensor, list[KV]]:
-        """bins [B] (1..256) of action token `position - 1` -> (logits of a_position [B, V], extended cache)."""
-        x = (self.action_emb(bins) + self.action_pos[position])[:, None]
-        new = []
-        for block, past in zip(self.blocks, cache, strict=True):
-            x, kv = block(x, None, past)  # one new position sees everything before it
-            new.append(kv)
-        return self.head(self.norm(x[:, -1])), new
 
 
 def tokens_to_bins(tokens: torch.Tensor) -> torch.Tensor:
@@ -214,6 +191,7 @@ class TinyPolicy(Policy):
         self.meta = meta or {}
         self.seed = seed
         self._generators: dict[int, torch.Generator] = {}
+        self._decoder = FastDecoder()
         self.obs_mode = cfg.variant
         self._word_index = {w: i + 2 for i, w in enumerate(cfg.words)}
 
@@ -260,12 +238,13 @@ class TinyPolicy(Policy):
     def act(self, obs, instructions, slots, mode="greedy", temperature=1.0) -> PolicyOutput:
         if mode not in DECODE_MODES:
             raise ValueError(f"unknown decode mode {mode!r}; valid: {', '.join(DECODE_MODES)}")
-        self.model.eval()
-        logits, cache = self.model.start_decoding(self.context(obs, instructions))
+        if self.model.training:  # eval() walks every module: 3 ms a call with LoRA's wrappers
+            self.model.eval()
+        logits, cache = self._decoder.start(self.model, self.context(obs, instructions))
         tokens, logprobs, bins = [], [], None
         for j in range(at.ACTION_DIM):
             if bins is not None:  # the previous token's bins extend the cache
-                logits, cache = self.model.decode_step(bins, j, cache)
+                logits = self._decoder.step(bins, j, cache)
             logp = F.log_softmax(logits.float(), dim=-1)
             if mode == "greedy":
                 column = logp.argmax(dim=-1)
