@@ -43,6 +43,7 @@ bench:
 	$(VENV)/bin/tgrpo-bench profile --out results/bench/kernels
 	$(PY) -m bench.benchmarks.rollout_overhead --out results/bench/rollout
 	$(PY) -m bench.benchmarks.policy_inference --out results/bench/policy
+	$(PY) -m bench.benchmarks.demo_generation --out results/bench/demos
 
 # Container: build the CPU image (local Debian base here), then run a 1-episode eval inside it.
 docker:
