@@ -822,11 +822,13 @@ class Push(Skill):
             return servo(scene, scene.eef + np.array([0.0, 0.0, 0.04]), yaw, OPEN)
         if len(self.legs) > 1 and np.linalg.norm(goal - p) < 0.015:
             self.legs.pop(0)
+            end = self.legs[0][1]  # the next leg starts where the plate stopped, up to 1.5 cm off the via point:
+            self.legs[0] = ((end - p) / np.linalg.norm(end - p), end)  # the finger axis along the way it goes
             self.goto("regrip")  # turn the hand to the next leg
         elif len(self.legs) == 1 and np.linalg.norm(goal - p) < 0.006 or self.t > 150:
             self.goto("retreat")
-        step = goal - p
-        step *= min(1.0, 0.03 / max(np.linalg.norm(step), 1e-6))
+        step = goal - p  # at most 2 cm ahead: kp * 2 cm = the 0.5 speed, so servo's per-axis clip keeps the direction
+        step *= min(1.0, 0.02 / max(np.linalg.norm(step), 1e-6))
         target = np.array([*(scene.eef[:2] + step), self._hook_z(scene)])
         return servo(scene, target, yaw, OPEN, speed=0.5)
 

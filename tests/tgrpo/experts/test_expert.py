@@ -274,3 +274,24 @@ def test_box_span_limit_counts_both_sides_of_the_box():
     # 4 x 6.8 cm: it fits square on (4 cm) and lengthwise (6.8 cm) but not at 45 degrees (7.6 cm): the limit is
     # where it first stops fitting, 2 (0.02 cos a + 0.034 sin a) = 0.072 at about 0.62 rad
     assert box_span_limit(0.02, 0.034) == pytest.approx(0.62, abs=0.01)
+
+
+@pytest.mark.libero
+def test_expert_pushes_the_plate_on_a_turning_path():
+    """LIBERO-Goal task 5, official state 0 (failed at 36f97ef): the push turns between two legs, and the second
+    leg starts where the plate stopped, up to 1.5 cm off the planned via point. With the finger axis kept from the
+    plan, the hand moved up to 21 degrees off it (and the servo's per-axis clip bent a diagonal step further), the
+    finger slipped out of the plate's hollow on every second leg and the episode ran out of its 300 steps."""
+    from tgrpo.envs.libero_env import LiberoEnv, official_start
+    from tgrpo.envs.observation import ObsConfig
+    from tgrpo.envs.protocol import Protocol
+    from tgrpo.policies import make_policy
+
+    env = LiberoEnv("libero_goal", 5, ObsConfig(mode="state"), Protocol(episode_start="restore"))
+    expert = make_policy("expert")
+    try:
+        assert _expert_episode(env, expert, official_start("libero_goal", 5, 0), (5, 0))
+        assert env.sim_env._check_success()
+        assert "push_on" in [t["stage"] for t in expert.transitions(0)]  # a second leg was pushed
+    finally:
+        env.close()
