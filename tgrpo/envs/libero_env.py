@@ -157,7 +157,13 @@ class LiberoEnv:
 
     def sample_start(self, seed: int) -> EpisodeStart:
         """A fresh placement of objects and fixtures: LIBERO's own region samplers (global NumPy RNG, seeded here)
-        via `reset()`. Training starts from these, never from the 50 official evaluation states."""
+        via `reset()`. Training starts from these, never from the 50 official evaluation states.
+
+        LIBERO appends each model build's articulation samplers (a drawer's or door's opening, a knob's angle) to
+        `object_property_initializers` and never clears it, and every entry draws: left alone, what a seed places
+        depends on how many resets this env ran before (LIBERO-10 task 8: 2 draws, then 4, and other placements).
+        Emptied here, the list holds this reset's samplers only and the placement is a function of the seed."""
+        self.sim_env.object_property_initializers.clear()
         self._env.seed(seed)
         self._env.reset()
         self._fresh_controllers = self._snapshot_controllers()
