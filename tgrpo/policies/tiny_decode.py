@@ -109,7 +109,7 @@ class FastDecoder:
         blk = self._blocks[i]
         b, n, d = x.shape
         start, end = state.length, state.length + n
-        q, k, v = F.linear(F.layer_norm(x, (d,), *blk.norm1[:2], blk.norm1[2]), *blk.qkv) \
+        q, k, v = F.linear(F.layer_norm(x, (d,), *blk.norm1), *blk.qkv) \
             .view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
         state.keys[i, :, :, start:end], state.values[i, :, :, start:end] = k, v
         if last_only:
@@ -117,11 +117,11 @@ class FastDecoder:
         att = F.scaled_dot_product_attention(q, state.keys[i, :, :, :end], state.values[i, :, :, :end],
                                              attn_mask=mask)
         x = x + F.linear(att.transpose(1, 2).reshape(b, -1, d), *blk.o)
-        h = F.layer_norm(x, (d,), *blk.norm2[:2], blk.norm2[2])
+        h = F.layer_norm(x, (d,), *blk.norm2)
         return x + F.linear(F.gelu(F.linear(h, *blk.fc1)), *blk.fc2)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(F.layer_norm(x, (x.shape[-1],), *self._norm[:2], self._norm[2]), *self._head)
+        return F.linear(F.layer_norm(x, (x.shape[-1],), *self._norm), *self._head)
 
     @torch.no_grad()
     def start(self, model: nn.Module, context: torch.Tensor) -> tuple[torch.Tensor, DecodeState]:
