@@ -12,7 +12,18 @@ import numpy as np
 
 from tgrpo.experts.enclosure import InsertThroughDoor, handle_of
 from tgrpo.experts.scene import Scene
-from tgrpo.experts.skills import CloseDrawer, HingeDoor, OpenDrawer, PickPlace, Push, Skill, TurnKnob
+from tgrpo.experts.skills import (
+    CloseDrawer,
+    HingeDoor,
+    OpenDrawer,
+    PickPlace,
+    PullDrawerFully,
+    Push,
+    Skill,
+    TurnKnob,
+    horizontal_unit,
+    slide_opening_dir,
+)
 
 PLACE_PREDICATES = ("in", "on")
 
@@ -39,12 +50,12 @@ def region_box(scene: Scene, site: str) -> tuple[np.ndarray, np.ndarray]:
     return scene.pos(site), np.abs(scene.mat(site) @ scene.size(site))
 
 
-def place_function(kind: str, target: str, slot: tuple[int, tuple[str, ...]] = (0, ())):
-    """Where an object goes for literal (kind, obj, target): xy of its origin, support surface, height to clear.
+def place_function(kind: str, obj: str, target: str, slot: tuple[int, tuple[str, ...]] = (0, ())):
+    """Where `obj` goes for literal (kind, obj, target): xy of its origin, support surface, height to clear.
 
     slot: (i, objects) when several objects go on the same region site (LIBERO-10 task 8 puts two moka pots on
     one cook region): object i of them gets its own spot (`region_slot_offset`), so that the second is not
-    lowered onto the first.
+    lowered onto the first. Into a drawer under another part of its fixture: `drawer_spot`.
     """
 
     def place(scene: Scene) -> dict:
@@ -60,6 +71,10 @@ def place_function(kind: str, target: str, slot: tuple[int, tuple[str, ...]] = (
                 drawer = _drawer_part(scene, parent, target)
                 if drawer is not None:
                     surface = scene.get(f"part/{drawer}")[2] + 0.01
+                    spot = drawer_spot(scene, obj, parent, drawer, center, half)
+                    if spot is not None:
+                        return {"xy": spot, "surface": surface, "clear": max(parent_top, center[2] + half[2]),
+                                "drop": 0.02}
             return {"xy": center[:2], "surface": surface, "clear": max(parent_top, center[2] + half[2]),
                     "drop": 0.02}
         surface = center[2] + scene.size(target)[2]
@@ -67,6 +82,48 @@ def place_function(kind: str, target: str, slot: tuple[int, tuple[str, ...]] = (
         return {"xy": xy, "surface": surface, "clear": max(surface, parent_top if parent else surface)}
 
     return place
+
+
+def drawer_overhang(scene: Scene, parent: str, drawer: str) -> float | None:
+    """How far out, along the opening direction o of drawer `drawer` ('<fixture>/<joint>'), the fixture's parts
+    above it reach: max of (point . o) over their boxes (handles included). None when no part is above."""
+    o = horizontal_unit(slide_opening_dir(scene, drawer))[:2]
+    top = scene.get(f"part/{drawer}")[5]
+    reach = None
+    for joint in scene.joints_of(parent):
+        key = f"{parent}/{joint}"
+        if key == drawer or not scene.has(f"part/{key}"):
+            continue
+        box = scene.get(f"part/{key}")  # lo xyz, hi xyz
+        if box[2] < top - 0.005:
+            continue
+        corners = np.array([[x, y] for x in (box[0], box[3]) for y in (box[1], box[4])])
+        r = float((corners @ o).max())
+        reach = r if reach is None else max(reach, r)
+    return reach
+
+
+def drawer_spot(scene: Scene, obj: str, parent: str, drawer: str, center: np.ndarray,
+                half: np.ndarray) -> np.ndarray | None:
+    """xy for `obj`'s origin in a drawer region (centre, half extents) under another part of its fixture, or None
+    when nothing is above: along the opening direction, the object's footprint goes midway between the overhang's
+    reach (an object lowered from above must stay out from under it) and the region's front edge; across, the
+    region's centre. LIBERO-10 task 3: the bowl (10.7 cm) in the bottom drawer pulled fully open leaves 8 mm."""
+    reach = drawer_overhang(scene, parent, drawer)
+    if reach is None:
+        return None
+    o = horizontal_unit(slide_opening_dir(scene, drawer))[:2]
+    lo, hi = scene.aabb(obj)
+    w = 0.5 * float(np.abs(hi[:2] - lo[:2]) @ np.abs(o))  # the object's half extent along o
+    front = float(center[:2] @ o + np.abs(half[:2]) @ np.abs(o))  # the region's outer edge
+    s = 0.5 * ((reach + w) + (front - w))
+    return center[:2] + (s - float(center[:2] @ o)) * o
+
+
+def needs_full_opening(scene: Scene, target: str, ref: tuple[str, str]) -> bool:
+    """A placement into a drawer under another part of its fixture needs all the room the drawer has."""
+    parent = site_parent(scene, target)
+    return parent is not None and drawer_overhang(scene, parent, "/".join(ref)) is not None
 
 
 SLOT_EDGE_MARGIN = 0.02  # an object's origin stays this far inside the region's edge
@@ -181,9 +238,11 @@ def plan_task(scene: Scene) -> list[Skill]:
             ref = joint_of(scene, target) if kind == "in" and is_site(scene, target) else None
             if ref is not None and _is_slide(scene, *ref):
                 opens.append(OpenDrawer(*ref, literal_index=None))  # skipped when already open
+                if needs_full_opening(scene, target, ref):
+                    opens.append(PullDrawerFully(*ref, target, literal_index=None))
             objects = sharing.get(target, ()) if kind == "on" else ()
             slot = (objects.index(obj), objects) if obj in objects else (0, ())
-            places.append(PickPlace(obj, target, place_function(kind, target, slot), literal_index=i))
+            places.append(PickPlace(obj, target, place_function(kind, obj, target, slot), literal_index=i))
         elif kind in ("open", "close", "turnon", "turnoff"):
             ref = joint_of(scene, literal[1])
             if ref is None:

@@ -399,10 +399,18 @@ class JointSkill(Skill):
 
     def opening_dir(self, scene: Scene) -> np.ndarray:
         """World direction a slide joint's part moves when opening."""
-        r = self.ranges(scene)
-        axis = scene.get(f"axis/{self.key}")
-        sign = 1.0 if np.nanmean(r[0:2]) > np.nanmean(r[2:4]) else -1.0
-        return sign * axis
+        return slide_opening_dir(scene, self.key)
+
+
+def slide_opening_dir(scene: Scene, key: str) -> np.ndarray:
+    """World direction the part of slide joint `key` ('<entity>/<joint>') moves when opening."""
+    r = scene.get(f"ranges/{key}")
+    sign = 1.0 if np.nanmean(r[0:2]) > np.nanmean(r[2:4]) else -1.0
+    return sign * scene.get(f"axis/{key}")
+
+
+def horizontal_unit(v: np.ndarray) -> np.ndarray:
+    return np.array([v[0], v[1], 0.0]) / max(np.linalg.norm(v[:2]), 1e-6)
 
 
 def facing(direction: np.ndarray, current: np.ndarray, fingers: str = "vertical") -> np.ndarray:
@@ -431,8 +439,7 @@ class OpenDrawer(JointSkill):
     stages = ("approach", "insert", "grasp", "pull", "release", "retreat")
 
     def _setup(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
-        o = self.opening_dir(scene)
-        o = np.array([o[0], o[1], 0.0]) / max(np.linalg.norm(o[:2]), 1e-6)
+        o = horizontal_unit(self.opening_dir(scene))
         if getattr(self, "rot", None) is None:
             self.rot = facing(-o, scene.eef_mat)
         return scene.get(f"handle/{self.key}"), o
@@ -494,53 +501,125 @@ class OpenDrawer(JointSkill):
         return servo_pose(scene, target, self.rot, OPEN)
 
 
-class CloseDrawer(JointSkill):
-    """Put the closed gripper in front of the drawer face and push it shut."""
+class PullDrawerFully(JointSkill):
+    """Pull an open drawer to the end of its range, for room under an overhang (see the planner's `place_function`):
+    the closed fingertips, pointing down, hook behind the drawer's front wall from above and pull. `OpenDrawer`'s
+    horizontal handle grasp cannot reach a low drawer (LIBERO-10 task 3's bottom drawer: the arm stays above the
+    cabinet's top, measured), and it is not needed once the drawer is open."""
 
-    name = "close_drawer"
-    goal = "close"
-    stages = ("approach", "descend", "push", "retreat")
+    name = "pull_drawer"
+    goal = "open"
+    stages = ("approach", "descend", "pull", "rise")
+    limit_margin = 0.003  # "fully open": within 3 mm of the open range's far end
+    hook_depth = 0.025  # fingertips this far below the front wall's top
+    hook_inset = 0.015  # and this far behind its inner face
 
-    def _setup(self, scene: Scene):
-        o = self.opening_dir(scene)
-        o = np.array([o[0], o[1], 0.0]) / max(np.linalg.norm(o[:2]), 1e-6)
-        return scene.get(f"handle/{self.key}"), o, yaw_for_finger_axis(np.array([-o[1], o[0]]))
+    def __init__(self, entity: str, joint: str, site: str, literal_index: int | None = None):
+        super().__init__(entity, joint, literal_index)
+        self.site = site
+
+    def reached(self, scene: Scene) -> bool:
+        q, r = self.q(scene), self.ranges(scene)
+        if np.nanmean(r[0:2]) > np.nanmean(r[2:4]):
+            return q > r[1] - self.limit_margin
+        return q < r[0] + self.limit_margin
+
+    def _hook(self, scene: Scene) -> tuple[np.ndarray, np.ndarray, float]:
+        """(fingertip point behind the front wall, opening direction, yaw with the fingers along the wall)."""
+        o = horizontal_unit(self.opening_dir(scene))
+        center, half = scene.pos(self.site), np.abs(scene.mat(self.site) @ scene.size(self.site))
+        point = center + (abs(half[:2] @ o[:2]) - self.hook_inset) * o
+        point[2] = center[2] + half[2] - self.hook_depth
+        return point, o, yaw_for_finger_axis(np.array([-o[1], o[0]]))
 
     def _approach(self, scene: Scene) -> np.ndarray:
-        h, o, yaw = self._setup(scene)
-        target = h + 0.045 * o + np.array([0.0, 0.0, 0.08])
-        if (np.linalg.norm(target - scene.eef) < 0.015 and yaw_error(scene, yaw) < 0.15) or self.t > 80:
+        point, _o, yaw = self._hook(scene)
+        target = point + np.array([0.0, 0.0, 0.08])
+        if np.linalg.norm(target - scene.eef) < 0.012 or self.t > 80:
             self.next()
         return servo(scene, target, yaw, CLOSE)
 
     def _descend(self, scene: Scene) -> np.ndarray:
-        h, o, yaw = self._setup(scene)
-        target = h + 0.045 * o + np.array([0.0, 0.0, 0.01])
+        point, _o, yaw = self._hook(scene)
+        if abs(point[2] - scene.eef[2]) < 0.006 or (self.t > 6 and self.stalled(scene.eef[2])) or self.t > 40:
+            self.next()
+        return servo(scene, point, yaw, CLOSE, speed=0.6)
+
+    def _pull(self, scene: Scene) -> np.ndarray:
+        point, o, yaw = self._hook(scene)
+        if self.reached(scene) or (self.t > 8 and self.stalled(self.q(scene))) or self.t > 40:
+            self.next()
+        target = scene.eef + 0.04 * o
+        target[2] = point[2]
+        return servo(scene, target, yaw, CLOSE, speed=0.5)
+
+    def _rise(self, scene: Scene) -> np.ndarray:
+        if self.t == 0:
+            self.hold = scene.eef.copy()
+        target = self.hold + np.array([0.0, 0.0, 0.1])
+        if scene.eef[2] > target[2] - 0.02 or self.t > 25:
+            self.next()
+        return servo(scene, target, current_yaw(scene), OPEN)
+
+
+class CloseDrawer(JointSkill):
+    """Push the drawer shut at its handle with the closed gripper, the hand pitched towards the push.
+
+    Pitched by `pitch` (0.6 rad) from pointing down, the wrist and forearm trail the fingertips and stay in front
+    of the cabinet's face: pointing straight down, the forearm ran into the cabinet's top front edge 3 cm before a
+    bottom drawer closed (LIBERO-10 task 3, measured); horizontal, the wrist hit the wine rack in front of it.
+    """
+
+    name = "close_drawer"
+    goal = "close"
+    stages = ("approach", "descend", "push", "retreat")
+    pitch = 0.6
+    standoff = 0.05  # start the push this far in front of the handle
+
+    def _setup(self, scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(handle, opening direction, the gripper rotation: approach axis pitched from down towards -o, fingers
+        closing along the handle)."""
+        o = horizontal_unit(self.opening_dir(scene))
+        side = np.array([-o[1], o[0], 0.0])
+        z = np.cos(self.pitch) * np.array([0.0, 0.0, -1.0]) - np.sin(self.pitch) * o
+        y = side if side @ scene.eef_mat[:, 1] >= 0 else -side
+        return scene.get(f"handle/{self.key}"), o, np.column_stack([np.cross(y, z), y, z])
+
+    def _approach(self, scene: Scene) -> np.ndarray:
+        h, o, rot = self._setup(scene)
+        target = h + self.standoff * o + np.array([0.0, 0.0, 0.08])
+        if (np.linalg.norm(target - scene.eef) < 0.015 and rotation_error(scene, rot) < 0.15) or self.t > 80:
+            self.next()
+        return servo_pose(scene, target, rot, CLOSE)
+
+    def _descend(self, scene: Scene) -> np.ndarray:
+        h, o, rot = self._setup(scene)
+        target = h + self.standoff * o
         if abs(target[2] - scene.eef[2]) < 0.008 or (self.t > 6 and self.stalled(scene.eef[2])) or self.t > 50:
             self.next()
-        return servo(scene, target, yaw, CLOSE)
+        return servo_pose(scene, target, rot, CLOSE)
 
     def _push(self, scene: Scene) -> np.ndarray:
-        h, o, yaw = self._setup(scene)
+        h, o, rot = self._setup(scene)
         if self.t == 0:
             self.z = scene.eef[2]
-        if self.reached(scene) or self.t > 70:
+        if self.reached(scene) or self.t > 90:
             self.next()
         target = scene.eef - 0.05 * o
         target[2] = self.z
         # stay on the handle's line across the pull direction
         side = np.array([-o[1], o[0], 0.0])
         target += side * float((h - scene.eef) @ side)
-        return servo(scene, target, yaw, CLOSE)
+        return servo_pose(scene, target, rot, CLOSE)
 
     def _retreat(self, scene: Scene) -> np.ndarray:
-        _h, o, yaw = self._setup(scene)
+        _h, o, rot = self._setup(scene)
         if self.t == 0:
             self.hold = scene.eef.copy()
-        target = self.hold + 0.04 * o + np.array([0.0, 0.0, 0.06])
+        target = self.hold + self.standoff * o + np.array([0.0, 0.0, 0.06])
         if np.linalg.norm(target - scene.eef) < 0.02 or self.t > 25:
             self.next()
-        return servo(scene, target, yaw, CLOSE)
+        return servo_pose(scene, target, rot, CLOSE)
 
 
 PUSH_RADIUS = 0.9  # where a door is pushed, as a fraction of the hinge-to-handle distance

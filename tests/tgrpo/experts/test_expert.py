@@ -87,6 +87,63 @@ def test_planner_drawer_then_place_then_close():
     assert skills[0].literal_index is None and skills[1].literal_index == 1 and skills[2].literal_index == 0
 
 
+def _two_level_cabinet(bowl_width_y=0.107):
+    """LIBERO-10 task 3's shape, numbers measured there (the bottom drawer pulled to its -0.16 limit): the bottom
+    drawer's region centre y 0.158, half depth 0.076 (so its front edge at y 0.082); the middle level above it, its
+    handle reaching out to y 0.197; drawers open towards -y (axis +y, open range negative)."""
+    region = "cab_1_bottom_region"
+    goals = [("close", region), ("in", "bowl_1", region)]
+    joints = [("cab_1", "cab_1_bottom_level"), ("cab_1", "cab_1_middle_level")]
+    layout = _layout(goals, ["bowl_1", "cab_1", region], ["bowl_1"], joints=joints, sites=[region])
+    v = np.zeros(layout.size)
+    for _e, j in joints:
+        _set(layout, v, f"ranges/cab_1/{j}", [-0.16, -0.14, 0.0, 0.005] + [np.nan] * 4)
+        _set(layout, v, f"axis/cab_1/{j}", [0.0, 1.0, 0.0])
+    _set(layout, v, "part/cab_1/cab_1_bottom_level", [-0.116, 0.037, 0.915, 0.103, 0.241, 0.984])
+    _set(layout, v, "part/cab_1/cab_1_middle_level", [-0.116, 0.197, 0.984, 0.103, 0.401, 1.053])
+    _set(layout, v, f"pose/{region}", [-0.006, 0.158, 0.952, 0, 0, 0, 1])
+    _set(layout, v, f"size/{region}", [0.102, 0.076, 0.03])
+    _set(layout, v, "aabb/bowl_1", [0.0, -0.1, 0.9, 0.107, -0.1 + bowl_width_y, 0.951])
+    _set(layout, v, "aabb/cab_1", [-0.133, 0.051, 0.91, 0.122, 0.418, 1.128])
+    return Scene(layout, v)
+
+
+def test_a_drawer_under_another_level_is_pulled_fully_open_and_the_bowl_kept_out_from_under_it():
+    """Hand-computed along o = -y: the overhang reaches s = -0.197, the region's front edge s = -0.158 + 0.076 =
+    -0.082, the bowl's half depth 0.0535; its centre goes midway, s = ((-0.197 + 0.0535) + (-0.082 - 0.0535)) / 2
+    = -0.1395, i.e. y 0.1395: far rim at 0.193 (4 mm before the handle), near rim at 0.086 (4 mm inside the
+    front edge). Across, the region's centre x -0.006."""
+    scene = _two_level_cabinet()
+    skills = plan_task(scene)
+    assert [s.name for s in skills] == ["open_drawer", "pull_drawer", "pick_place", "close_drawer"]
+    np.testing.assert_allclose(skills[2].place_fn(scene)["xy"], [-0.006, 0.1395], atol=1e-9)
+
+
+def test_a_drawer_with_nothing_above_is_not_pulled_further_and_the_object_goes_to_its_centre():
+    scene = _two_level_cabinet()
+    a, b = scene.layout.slices["part/cab_1/cab_1_middle_level"]
+    scene.v[a:b] = [-0.116, 0.197, 0.70, 0.103, 0.401, 0.80]  # the other level now below the drawer
+    skills = plan_task(scene)
+    assert [s.name for s in skills] == ["open_drawer", "pick_place", "close_drawer"]
+    np.testing.assert_allclose(skills[1].place_fn(scene)["xy"], [-0.006, 0.158], atol=1e-9)
+
+
+def test_close_drawer_pitches_the_hand_towards_the_push_with_the_fingers_along_the_handle():
+    from tgrpo.experts.skills import CloseDrawer
+
+    scene = _two_level_cabinet()
+    a, b = scene.layout.slices["eef_quat"]
+    scene.v[a:b] = [1.0, 0.0, 0.0, 0.0]  # pointing down (a half turn about x)
+    skill = CloseDrawer("cab_1", "cab_1_bottom_level")
+    _h, o, rot = skill._setup(scene)
+    np.testing.assert_allclose(o, [0, -1, 0], atol=1e-12)
+    p = skill.pitch
+    np.testing.assert_allclose(rot[:, 2], [0, np.sin(p), -np.cos(p)], atol=1e-12)  # down, tipped towards +y
+    np.testing.assert_allclose(np.abs(rot[:, 1]), [1, 0, 0], atol=1e-12)  # fingers close along the handle (x)
+    np.testing.assert_allclose(rot.T @ rot, np.eye(3), atol=1e-12)
+    assert np.linalg.det(rot) == pytest.approx(1.0)
+
+
 def test_planner_push_flat_plate_and_knob_first():
     goals = [("on", "plate_1", "table_front_region"), ("turnon", "stove_1")]
     layout = _layout(goals, ["plate_1", "stove_1", "table_front_region"], ["plate_1"],
@@ -258,6 +315,26 @@ def test_expert_puts_the_mug_in_the_microwave_and_closes_it():
         assert _expert_episode(env, expert, official_start("libero_10", 9, 0), (9, 0))
         assert env.sim_env._check_success()
         assert next(t["skill"] for t in expert.transitions(0)) == "insert"
+    finally:
+        env.close()
+
+
+@pytest.mark.libero
+def test_expert_puts_the_bowl_in_the_bottom_drawer_and_closes_it():
+    """LIBERO-10 task 3, official state 0 (failed before: the bowl came down on the middle drawer's handle, and the
+    push pointing down stalled 3 cm short with the forearm on the cabinet's top edge). 213 steps when measured."""
+    from tgrpo.envs.libero_env import LiberoEnv, official_start
+    from tgrpo.envs.observation import ObsConfig
+    from tgrpo.envs.protocol import Protocol
+    from tgrpo.policies import make_policy
+
+    env = LiberoEnv("libero_10", 3, ObsConfig(mode="state"), Protocol(episode_start="restore"))
+    expert = make_policy("expert")
+    try:
+        assert _expert_episode(env, expert, official_start("libero_10", 3, 0), (3, 0))
+        assert env.sim_env._check_success()
+        skills = [t["skill"] for t in expert.transitions(0)]
+        assert skills[0] == "pull_drawer" and skills[-1] == "close_drawer"  # open already: the handle pull skipped
     finally:
         env.close()
 
