@@ -33,7 +33,7 @@ test: lint
 # Triton kernels under Triton's CPU interpreter, in a process that never imports robosuite (see pyproject.toml).
 test-kernels:
 	$(PIP) install -q -c constraints.txt --target .kernels-site triton
-	PYTHONPATH=.kernels-site $(VENV)/bin/pytest -q tests/tgrpo/test_kernels.py
+	PYTHONPATH=.kernels-site $(VENV)/bin/pytest -q tests/tgrpo/test_kernels.py tests/tgrpo/test_kernels_compile.py
 
 test-slow:
 	$(VENV)/bin/pytest -m "slow" -q

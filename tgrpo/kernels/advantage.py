@@ -26,18 +26,20 @@ def _tgrpo_advantage_kernel(
     inf = float("inf")
 
     if TRAJ:
-        ret = tl.zeros([BLOCK_N], COMPUTE)
-        cnt = tl.zeros([BLOCK_N], COMPUTE)
+        # element-wise accumulators, reduced once after the loop: a row sum accumulated inside the loop fails
+        # Triton 3.6's thread-locality pass on CUDA (PassManager::run failed; the CPU interpreter accepts it)
+        ret_acc = tl.zeros([BLOCK_N, BLOCK_M], COMPUTE)
+        cnt_acc = tl.zeros([BLOCK_N, BLOCK_M], COMPUTE)
         for m0 in range(0, M, BLOCK_M):
             cols = m0 + tl.arange(0, BLOCK_M)
             offs = base + rows[:, None] * M + cols[None, :]
             valid = row_in[:, None] & (cols < M)[None, :]
             if HAS_MASK:
                 valid = valid & (tl.load(mask_ptr + offs, mask=valid, other=0) != 0)
-            x = tl.load(x_ptr + offs, mask=valid, other=0).to(COMPUTE)
-            ret += tl.sum(x, axis=1)
-            cnt += tl.sum(valid.to(COMPUTE), axis=1)
-        tv = cnt > 0
+            ret_acc += tl.load(x_ptr + offs, mask=valid, other=0).to(COMPUTE)
+            cnt_acc += valid.to(COMPUTE)
+        ret = tl.sum(ret_acc, axis=1)
+        tv = tl.sum(cnt_acc, axis=1) > 0
         n = tl.sum(tv.to(COMPUTE), axis=0)
         shifted = tl.where(tv, ret - tl.max(tl.where(tv, ret, -inf), axis=0), 0)
         dev = tl.where(tv, shifted - tl.sum(shifted, axis=0) / tl.maximum(n, 1), 0)
@@ -57,8 +59,8 @@ def _tgrpo_advantage_kernel(
         out = tl.zeros([BLOCK_N, BLOCK_M], COMPUTE)
         if STEP:
             n_t = tl.sum(valid.to(COMPUTE), axis=0)
-            shifted = tl.where(valid, x - tl.max(tl.where(valid, x, -inf), axis=0)[None, :], 0)
-            dev_t = tl.where(valid, shifted - (tl.sum(shifted, axis=0) / tl.maximum(n_t, 1))[None, :], 0)
+            shifted_t = tl.where(valid, x - tl.max(tl.where(valid, x, -inf), axis=0)[None, :], 0)
+            dev_t = tl.where(valid, shifted_t - (tl.sum(shifted_t, axis=0) / tl.maximum(n_t, 1))[None, :], 0)
             std_t = tl.sqrt(tl.sum(dev_t * dev_t, axis=0) / tl.maximum(n_t - ddof, 1))
             ok_t = (n_t >= 2) & (std_t > 0)
             out += a1 * tl.where(valid & ok_t[None, :], dev_t / (std_t + eps)[None, :], 0)

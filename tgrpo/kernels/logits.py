@@ -24,7 +24,8 @@ import triton.language as tl
 if TYPE_CHECKING:
     from tgrpo.losses import LossConfig, _Rows
 
-_BLOCK_V = 1024
+_BLOCK_V = 1024  # vocabulary columns per loop iteration of the row kernel
+_NUM_WARPS = 8
 
 
 @triton.jit
@@ -125,7 +126,7 @@ def _launch(z: torch.Tensor, targets: torch.Tensor, mode: int, **kw) -> torch.Te
         MODE=mode, ACTION=bool(cfg and cfg.ratio == "action"),
         CLAMP=bool(cfg and cfg.log_ratio_clamp is not None), KL=bool(cfg and cfg.beta != 0),
         BLOCK_T=triton.next_power_of_2(tokens), BLOCK_V=min(_BLOCK_V, triton.next_power_of_2(vocab)),
-        num_warps=8,
+        num_warps=_NUM_WARPS,
     )  # fmt: skip
     return logp
 
