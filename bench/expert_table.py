@@ -5,6 +5,8 @@ row per task (successes over the episodes run, Wilson 95 % interval, mean and lo
 suite's step limit) and writes the same rows with each directory's provenance (git sha, dirty flag, package
 versions, machine) to the JSON file. An episode that errored counts as a failure. A directory whose episodes
 disagree on the commit they ran, or ran from a dirty tree, is refused: the table must name one clean commit.
+A task found in several directories is taken from the last one given (a task re-run after an expert fix), and
+each row names the directory it came from.
 """
 
 from __future__ import annotations
@@ -87,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     except TableError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rows = [r for rs, _ in loaded for r in rs]
+    latest = {}
+    for (rs, provenance) in loaded:
+        for r in rs:
+            latest[(r["suite"], r["task_id"])] = {**r, "directory": provenance["directory"]}
+    rows = [latest[k] for k in sorted(latest)]
     print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "runs": [p for _, p in loaded]}, indent=1) + "\n")

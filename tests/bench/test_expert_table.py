@@ -62,3 +62,17 @@ def test_an_unfinished_task_is_refused(tmp_path):
     (d / "run.json").write_text(json.dumps(run))
     with pytest.raises(TableError, match="3 of 5 episodes"):
         task_rows(d)
+
+
+def test_a_task_rerun_in_a_later_directory_replaces_the_earlier_row(tmp_path):
+    first, rerun = tmp_path / "all", tmp_path / "rerun"
+    first.mkdir()
+    rerun.mkdir()
+    _write(first, {0: [(True, 100, None)] * 2, 3: [(False, 300, None)] * 2})
+    _write(rerun, {3: [(True, 200, None)] * 2}, sha="b" * 40)
+    out = tmp_path / "table.json"
+    assert main([str(first), str(rerun), "--json", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert [(r["task_id"], r["successes"], r["directory"]) for r in table["rows"]] == [
+        (0, 2, str(first)), (3, 2, str(rerun))]
+    assert [run["git_sha"] for run in table["runs"]] == ["a" * 40, "b" * 40]
