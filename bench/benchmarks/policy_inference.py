@@ -1,5 +1,6 @@
 """Benchmark: actions/s of the tiny policy's greedy decoding (7 autoregressive tokens) on this CPU, against the
-simulator's own step time measured in the same run, so "the policy is never the rollout bottleneck" is a ratio.
+simulator's own step time measured in the same run, so "the policy is never the rollout bottleneck" is a ratio; and
+the policy's share of a real lock-step group rollout (4 worker processes, state mode, the RL setting with LoRA).
 
     python -m bench.benchmarks.policy_inference --out results/bench/policy
 """
@@ -79,6 +80,38 @@ def _sim_steps_per_s(steps: int) -> float:
         env.close()
 
 
+def _group_rollout_share(steps: int, repeats: int) -> list[float]:
+    """Per repeat: the fraction of a group rollout's wall time spent in `act()` (4 workers, libero_object task 0,
+    state mode, sampling, every trajectory run for `steps` steps)."""
+    from tgrpo.envs.libero_env import official_start
+    from tgrpo.envs.observation import ObsConfig
+    from tgrpo.envs.protocol import Protocol
+    from tgrpo.envs.rollout import group_rollout
+    from tgrpo.envs.workers import EnvSpec, WorkerPool
+
+    policy = _policy("state+lora")
+    act, spent = policy.act, [0.0]
+
+    def timed_act(*args, **kwargs):
+        start = time.perf_counter()
+        out = act(*args, **kwargs)
+        spent[0] += time.perf_counter() - start
+        return out
+
+    policy.act = timed_act
+    spec = EnvSpec("libero_object", 0, ObsConfig(mode="state"), Protocol(episode_start="restore"))
+    shares = []
+    with WorkerPool(4) as pool:
+        pool.ensure_many({i: spec for i in range(4)})
+        for k in range(repeats):
+            spent[0] = 0.0
+            start = time.perf_counter()
+            group_rollout(pool, spec, policy, official_start("libero_object", 0, k), stop_rule="independent",
+                          max_steps=steps, mode="sample")
+            shares.append(spent[0] / (time.perf_counter() - start))
+    return shares
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results/bench/policy"))
@@ -86,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the SFT/eval default is 1)")
     parser.add_argument("--sim-steps", type=int, default=100)
+    parser.add_argument("--group-steps", type=int, default=100, help="steps of each group rollout (0: skip)")
     args = parser.parse_args(argv)
 
     import torch
@@ -108,9 +142,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{variant:10s} batch {batch}: {row['actions_per_s']:8.1f} actions/s "
                   f"({row['act_vs_reference']:.1f}x the uncached module path, "
                   f"{row['policy_vs_sim']:.1f}x the simulator's steps/s)", flush=True)
+    shares = _group_rollout_share(args.group_steps, repeats=3) if args.group_steps else []
+    if shares:
+        print(f"group rollout (4 workers, state+lora, batch 4): act() takes "
+              f"{', '.join(f'{100 * x:.1f}' for x in shares)} % of the wall time", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": "policy_inference", "threads": args.threads, "rounds": args.rounds, "rows": rows,
-              "provenance": provenance()}
+              "group_rollout_policy_share": shares, "provenance": provenance()}
     (args.out / "policy_inference.json").write_text(json.dumps(report, indent=2))
     return 0
 
