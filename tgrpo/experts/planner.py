@@ -22,6 +22,7 @@ from tgrpo.experts.skills import (
     Skill,
     TurnKnob,
     horizontal_unit,
+    region_box,
     slide_opening_dir,
 )
 
@@ -45,11 +46,6 @@ def is_site(scene: Scene, name: str) -> bool:
     return scene.has(f"size/{name}")
 
 
-def region_box(scene: Scene, site: str) -> tuple[np.ndarray, np.ndarray]:
-    """World center and half extents of a region as LIBERO's containment check sees it (|R| size)."""
-    return scene.pos(site), np.abs(scene.mat(site) @ scene.size(site))
-
-
 def place_function(kind: str, obj: str, target: str, slot: tuple[int, tuple[str, ...]] = (0, ())):
     """Where `obj` goes for literal (kind, obj, target): xy of its origin, support surface, height to clear.
 
@@ -66,17 +62,14 @@ def place_function(kind: str, obj: str, target: str, slot: tuple[int, tuple[str,
         parent = site_parent(scene, target)
         parent_top = scene.aabb(parent)[1][2] if parent is not None else -np.inf
         if kind == "in":
-            surface = center[2] - half[2]
+            xy, surface = center[:2], center[2] - half[2]
             if parent is not None:
                 drawer = _drawer_part(scene, parent, target)
                 if drawer is not None:
                     surface = scene.get(f"part/{drawer}")[2] + 0.01
                     spot = drawer_spot(scene, obj, parent, drawer, center, half)
-                    if spot is not None:
-                        return {"xy": spot, "surface": surface, "clear": max(parent_top, center[2] + half[2]),
-                                "drop": 0.02}
-            return {"xy": center[:2], "surface": surface, "clear": max(parent_top, center[2] + half[2]),
-                    "drop": 0.02}
+                    xy = xy if spot is None else spot
+            return {"xy": xy, "surface": surface, "clear": max(parent_top, center[2] + half[2]), "drop": 0.02}
         surface = center[2] + scene.size(target)[2]
         xy = center[:2] + region_slot_offset(scene, half, *slot)
         return {"xy": xy, "surface": surface, "clear": max(surface, parent_top if parent else surface)}

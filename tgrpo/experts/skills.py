@@ -413,6 +413,11 @@ def horizontal_unit(v: np.ndarray) -> np.ndarray:
     return np.array([v[0], v[1], 0.0]) / max(np.linalg.norm(v[:2]), 1e-6)
 
 
+def region_box(scene: Scene, site: str) -> tuple[np.ndarray, np.ndarray]:
+    """World center and half extents of a region as LIBERO's containment check sees it (|R| size)."""
+    return scene.pos(site), np.abs(scene.mat(site) @ scene.size(site))
+
+
 def facing(direction: np.ndarray, current: np.ndarray, fingers: str = "vertical") -> np.ndarray:
     """Gripper rotation pointing horizontally along `direction`, the fingers closing vertically (around a drawer
     handle's bar) or horizontally (`fingers="horizontal"`: the hand's thin side up and down, a flat pusher); the
@@ -527,7 +532,7 @@ class PullDrawerFully(JointSkill):
     def _hook(self, scene: Scene) -> tuple[np.ndarray, np.ndarray, float]:
         """(fingertip point behind the front wall, opening direction, yaw with the fingers along the wall)."""
         o = horizontal_unit(self.opening_dir(scene))
-        center, half = scene.pos(self.site), np.abs(scene.mat(self.site) @ scene.size(self.site))
+        center, half = region_box(scene, self.site)
         point = center + (abs(half[:2] @ o[:2]) - self.hook_inset) * o
         point[2] = center[2] + half[2] - self.hook_depth
         return point, o, yaw_for_finger_axis(np.array([-o[1], o[0]]))
