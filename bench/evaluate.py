@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.provenance import provenance
 from bench.results import ResultStore, summarize
 from tgrpo.envs.observation import ObsConfig
 from tgrpo.envs.protocol import OPENVLA_PROTOCOL, Protocol
 from tgrpo.envs.workers import EnvSpec, WorkerPool, stack
 from tgrpo.policies.base import Policy
+from tgrpo.provenance import provenance
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from tgrpo.jsonl import read_rows
 
 
 def load_run(run_dir: Path) -> tuple[str, list[dict]]:
-    """(label "method suite task N (run dir)", metric rows) of a run directory written by `tgrpo.train`; the run
+    """(label "method suite task N (run dir)", metric rows) of a run directory written by `tgrpo.rl.loop`; the run
     directory's name keeps two runs of one method and task apart."""
     run_dir = Path(run_dir)
     metrics, config = run_dir / "metrics.jsonl", run_dir / "config.json"

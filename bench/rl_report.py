@@ -1,6 +1,6 @@
 """Before/after table of online RL runs against the SFT policy they started from.
 
-Each RL run directory (`tgrpo.train`) holds its final evaluation in `eval/`; each baseline is a `tgrpo-bench eval`
+Each RL run directory (`tgrpo.rl.loop`) holds its final evaluation in `eval/`; each baseline is a `tgrpo-bench eval`
 directory of the SFT checkpoint. A row pairs a run with the baseline of the same suite and task, after checking that
 both evaluations ran the same protocol on the same episodes with the same decoding and that the run started from the
 baseline's checkpoint: a before/after pair that differs in anything else is refused, never printed.

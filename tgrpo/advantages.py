@@ -27,7 +27,9 @@ from typing import Literal
 import torch
 
 Backend = Literal["auto", "torch", "triton"]
-AdvantageFn = Callable[["torch.Tensor", "torch.Tensor | None", "AdvantageConfig"], torch.Tensor]
+AdvantageFn = Callable[..., torch.Tensor]
+"""``fn(rewards [..., N, M], mask | None, config, values=None) -> advantages [..., N, M]``; ``values``
+``[..., N, M + 1]`` are a critic's state values (bootstrap at M) for estimators that use one (GAE), else None."""
 
 _REGISTRY: dict[str, AdvantageFn] = {}
 
@@ -58,7 +60,7 @@ class AdvantageConfig:
 
 
 def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
-    """Decorator: register ``fn(rewards, mask, config) -> advantages`` under ``name``."""
+    """Decorator: register an :data:`AdvantageFn` under ``name``."""
 
     def decorator(fn: AdvantageFn) -> AdvantageFn:
         if name in _REGISTRY:
@@ -82,11 +84,14 @@ def advantage_names() -> list[str]:
 
 
 def compute_advantage(
-    rewards: torch.Tensor, mask: torch.Tensor | None = None, config: AdvantageConfig | None = None
+    rewards: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    config: AdvantageConfig | None = None,
+    values: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Advantages ``[..., N, M]`` by the estimator ``config.estimator``."""
+    """Advantages ``[..., N, M]`` by the estimator ``config.estimator`` (``values``: see :data:`AdvantageFn`)."""
     config = config or AdvantageConfig()
-    return get_advantage_fn(config.estimator)(rewards, mask, config)
+    return get_advantage_fn(config.estimator)(rewards, mask, config, values=values)
 
 
 def step_advantage(
@@ -134,7 +139,9 @@ def tgrpo_advantage(
     AdvantageConfig(a1=a1, a2=a2, eps=eps, unbiased=unbiased)  # validates the arguments
     x, valid = _prepare(rewards, mask)
     ddof = 1 if unbiased else 0
-    if _use_triton(backend, x):
+    from tgrpo.kernels import select_backend
+
+    if select_backend(backend, x) == "triton":
         from tgrpo.kernels.advantage import tgrpo_advantage_triton
 
         out, suspect = tgrpo_advantage_triton(x, valid, a1, a2, eps, ddof)
@@ -203,37 +210,29 @@ def _prepare(rewards: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Te
     return x, mask != 0
 
 
-def _use_triton(backend: Backend, x: torch.Tensor) -> bool:
-    if backend == "torch":
-        return False
-    from tgrpo import kernels
-
-    if backend == "triton":
-        kernels.require(x)
-        return True
-    if backend == "auto":
-        return x.is_cuda and kernels.available()
-    raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
-
-
+# Group-relative estimators: the group is the baseline, so they take no values.
 @register_advantage("tgrpo")
-def _tgrpo(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig) -> torch.Tensor:
+def _tgrpo(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig,
+        values: torch.Tensor | None = None) -> torch.Tensor:
     return tgrpo_advantage(rewards, config.a1, config.a2, mask, config.eps, config.unbiased)
 
 
 @register_advantage("grpo")
-def _grpo(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig) -> torch.Tensor:
+def _grpo(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig,
+        values: torch.Tensor | None = None) -> torch.Tensor:
     """Trajectory level only, weight 1 (GRPO; used with the sparse 0/1 success reward)."""
     return trajectory_advantage(rewards, mask, config.eps, config.unbiased)
 
 
 @register_advantage("tgrpo-no-step")
-def _tgrpo_no_step(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig) -> torch.Tensor:
+def _tgrpo_no_step(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig,
+        values: torch.Tensor | None = None) -> torch.Tensor:
     """Paper ablation 'w/o step-level advantage': a1 = 0, a2 kept."""
     return tgrpo_advantage(rewards, 0.0, config.a2, mask, config.eps, config.unbiased)
 
 
 @register_advantage("tgrpo-no-traj")
-def _tgrpo_no_traj(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig) -> torch.Tensor:
+def _tgrpo_no_traj(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig,
+        values: torch.Tensor | None = None) -> torch.Tensor:
     """Paper ablation 'w/o trajectory-level advantage': a2 = 0, a1 kept."""
     return tgrpo_advantage(rewards, config.a1, 0.0, mask, config.eps, config.unbiased)

@@ -30,11 +30,14 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch.autograd.function import once_differentiable
 
+from tgrpo.loss_rows import LossRows
+
 RatioMode = Literal["token", "action"]
 Backend = Literal["auto", "torch", "triton"]
 WeightFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 _AGGREGATIONS: dict[str, WeightFn] = {}
+_POLICY_LOSSES: dict[str, Callable[..., PolicyLossOutput]] = {}
 METRIC_NAMES = ("clip_frac", "kl_mean", "ratio_mean", "ratio_min", "ratio_max")
 
 
@@ -97,6 +100,26 @@ def _seq_mean_token_mean(unit_mask: torch.Tensor, unit_seq: torch.Tensor) -> tor
     return m / (counts[unit_seq] * n_seq).clamp_min(1)
 
 
+def register_policy_loss(name: str) -> Callable:
+    """Decorator: register a policy loss ``fn(logp, old_logp, ref_logp, advantages, mask, seq_index, *, config,
+    weights) -> PolicyLossOutput`` under ``name`` (methods name their loss in `tgrpo.rl.methods`)."""
+
+    def decorator(fn: Callable) -> Callable:
+        if name in _POLICY_LOSSES:
+            raise ValueError(f"policy loss {name!r} is already registered")
+        _POLICY_LOSSES[name] = fn
+        return fn
+
+    return decorator
+
+
+def get_policy_loss(name: str) -> Callable[..., PolicyLossOutput]:
+    try:
+        return _POLICY_LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown policy loss {name!r}; known: {sorted(_POLICY_LOSSES)}") from None
+
+
 def aggregation_weights(
     mask: torch.Tensor, seq_index: torch.Tensor | None, ratio: RatioMode, aggregation: str
 ) -> torch.Tensor:
@@ -113,6 +136,7 @@ def aggregation_weights(
     return _AGGREGATIONS[aggregation](valid.any(-1), seq)
 
 
+@register_policy_loss("clip-k3")
 def policy_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -122,15 +146,19 @@ def policy_loss(
     seq_index: torch.Tensor | None = None,
     *,
     config: LossConfig | None = None,
+    weights: torch.Tensor | None = None,
     **fields: Any,
 ) -> PolicyLossOutput:
     """Clipped surrogate + ``beta`` * k3 KL from token log-probs ``[B, T]`` (shapes: module doc).
 
-    ``config`` fields may be overridden by keyword, e.g. ``policy_loss(..., ratio="token", beta=0.0)``.
+    ``weights``: precomputed aggregation weights of these rows (``[B]`` action units, ``[B, T]`` token units),
+    taken from :func:`aggregation_weights` over the whole group; then ``seq_index`` is not read, and the losses
+    of a group's micro-batches add up to the loss of the whole group. ``config`` fields may be overridden by
+    keyword, e.g. ``policy_loss(..., ratio="token", beta=0.0)``.
     """
     cfg = _config(config, fields)
     _check_rows(logp, old_logp, ref_logp, advantages, mask, seq_index)
-    weights = aggregation_weights(mask, seq_index, cfg.ratio, cfg.aggregation).to(logp.dtype)
+    weights = _weights(weights, mask, seq_index, cfg).to(logp.dtype)
     return _loss_from_logp(logp, old_logp, ref_logp, advantages, mask != 0, weights, cfg)
 
 
@@ -167,6 +195,7 @@ def fused_policy_loss(
     seq_index: torch.Tensor | None = None,
     *,
     config: LossConfig | None = None,
+    weights: torch.Tensor | None = None,
     chunk_tokens: int = 2048,
     backend: Backend = "auto",
     **fields: Any,
@@ -182,8 +211,8 @@ def fused_policy_loss(
     _check_rows(targets, old_logp, ref_logp, advantages, mask, seq_index)
     valid = mask != 0
     dtype = _compute_dtype(hidden)
-    weights = aggregation_weights(mask, seq_index, cfg.ratio, cfg.aggregation)
-    rows = _Rows(
+    weights = _weights(weights, mask, seq_index, cfg)
+    rows = LossRows(
         targets.contiguous(),
         valid.contiguous(),
         *(
@@ -258,18 +287,6 @@ def _loss_from_logp(
 # ---------------------------------------------------------------- chunked log-prob passes
 
 
-class _Rows(NamedTuple):
-    """Per-row inputs of the fused loss, flattened-ready: targets/valid/old/ref/weights ``[B, T]`` or
-    ``[B]`` weights for action units; advantages ``[B]``."""
-
-    targets: torch.Tensor
-    valid: torch.Tensor
-    old_logp: torch.Tensor
-    ref_logp: torch.Tensor
-    advantages: torch.Tensor
-    weights: torch.Tensor
-
-
 RowOp = Callable[[torch.Tensor, int, int], torch.Tensor]
 """``op(logits [c, V], row0, row1) -> logp [c]``; may overwrite the logits with d loss / d logits."""
 
@@ -329,14 +346,14 @@ def _upstream_op(targets: torch.Tensor, grad_logp: torch.Tensor, backend: str) -
     )
 
 
-def _policy_op(rows: _Rows, cfg: LossConfig, backend: str) -> RowOp:
+def _policy_op(rows: LossRows, cfg: LossConfig, backend: str) -> RowOp:
     if backend == "triton":
         from tgrpo.kernels.logits import policy_grad_rows
 
-        return lambda z, r0, r1: policy_grad_rows(z, _Rows(*(x[r0:r1] for x in rows)), cfg)
+        return lambda z, r0, r1: policy_grad_rows(z, rows.slice(r0, r1), cfg)
 
     def op(z: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
-        part = _Rows(*(x[r0:r1] for x in rows))
+        part = rows.slice(r0, r1)
 
         def grad_of_logp(logp: torch.Tensor) -> torch.Tensor:
             with torch.enable_grad():
@@ -376,7 +393,7 @@ class _TokenLogprobs(torch.autograd.Function):
 
 class _FusedPolicyLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, hidden, weight, rows: _Rows, cfg: LossConfig, chunk_rows: int, backend: str):  # type: ignore[override]
+    def forward(ctx: Any, hidden, weight, rows: LossRows, cfg: LossConfig, chunk_rows: int, backend: str):  # type: ignore[override]
         want_h, want_w = ctx.needs_input_grad[:2]
         logp, grad_h, grad_w = _chunked(
             hidden, weight, chunk_rows, _policy_op(rows, cfg, backend), want_h, want_w
@@ -406,6 +423,17 @@ class _FusedPolicyLoss(torch.autograd.Function):
 # ---------------------------------------------------------------- argument handling
 
 
+def _weights(
+    weights: torch.Tensor | None, mask: torch.Tensor, seq_index: torch.Tensor | None, cfg: LossConfig
+) -> torch.Tensor:
+    if weights is None:
+        return aggregation_weights(mask, seq_index, cfg.ratio, cfg.aggregation)
+    unit_shape = mask.shape if cfg.ratio == "token" else mask.shape[:1]
+    if weights.shape != unit_shape:
+        raise ValueError(f"weights must be {tuple(unit_shape)} for ratio={cfg.ratio!r}, got {tuple(weights.shape)}")
+    return weights
+
+
 def _config(config: LossConfig | None, fields: dict[str, Any]) -> LossConfig:
     cfg = config or LossConfig()
     return dataclasses.replace(cfg, **fields) if fields else cfg
@@ -417,16 +445,9 @@ def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
 
 
 def _backend(backend: Backend, tensor: torch.Tensor) -> str:
-    from tgrpo import kernels
+    from tgrpo.kernels import select_backend
 
-    if backend == "torch":
-        return "torch"
-    if backend == "triton":
-        kernels.require(tensor)
-        return "triton"
-    if backend == "auto":
-        return "triton" if tensor.is_cuda and kernels.available() else "torch"
-    raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+    return select_backend(backend, tensor)
 
 
 def _chunk_rows(chunk_tokens: int, tokens: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-PROFILES = ("smoke", "small", "paper")
+from tgrpo.rl.methods import check_profile
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,11 @@ class SFTConfig:
     model: dict = field(default_factory=dict)  # TinyConfig overrides (d_model, n_layers, ...)
 
     def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; valid: {', '.join(PROFILES)}")
+        check_profile(self.profile)
+        object.__setattr__(self, "demos_dir", Path(self.demos_dir).absolute())  # absolute: a harness may chdir
+        object.__setattr__(self, "out_dir", Path(self.out_dir).absolute())
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.variant not in ("state", "image"):
             raise ValueError(f"unknown variant {self.variant!r}; valid: state, image")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:

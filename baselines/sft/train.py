@@ -12,14 +12,10 @@ from torch.nn import functional as F
 
 from baselines.sft.config import SFTConfig
 from tgrpo.policies import action_tokenizer as at
-from tgrpo.policies.tiny import (
-    StateStats,
-    TinyConfig,
-    TinyPolicy,
-    TinyVLA,
-    instruction_words,
-    tokens_to_columns,
-)
+from tgrpo.policies.tiny import StateStats, TinyConfig, TinyPolicy, TinyVLA, instruction_words
+from tgrpo.policies.trainable import TrainablePolicy
+from tgrpo.provenance import provenance
+from tgrpo.trainer_state import load_trainer_state, save_trainer_state
 
 
 @dataclass
@@ -60,6 +56,7 @@ def split_by_demo(data: SFTData, fraction: float, seed: int) -> tuple[np.ndarray
 
 
 def build_policy(cfg: SFTConfig, data: SFTData) -> TinyPolicy:
+    """A tiny VLA from scratch sized for the data: vocabulary, state width, cameras, action statistics."""
     words = sorted({w for text in set(data.instruction) for w in instruction_words(text)})
     state_dim = data.state.shape[1] if data.state is not None else 1
     model_cfg = TinyConfig(variant=cfg.variant, state_dim=state_dim, wrist=data.wrist is not None, words=words,
@@ -77,39 +74,45 @@ def learning_rate(cfg: SFTConfig, step: int, total: int) -> float:
     return 0.5 * cfg.lr * (1.0 + np.cos(np.pi * min(step, total) / total))
 
 
-def batch_loss(policy: TinyPolicy, data: SFTData, idx: np.ndarray, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_loss(policy: TrainablePolicy, data: SFTData, idx: np.ndarray, targets: torch.Tensor,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean token cross-entropy and token accuracy of the batch `idx`."""
     tokens = targets[idx]
-    logits = policy.token_logits(data.obs(idx), [data.instruction[i] for i in idx], tokens)
-    columns = tokens_to_columns(tokens, policy.cfg.vocab_mode)
+    logits = policy.action_logits(data.obs(idx), [data.instruction[i] for i in idx], tokens)
+    columns = policy.token_columns(tokens)
     loss = F.cross_entropy(logits.flatten(0, 1).float(), columns.flatten())
     accuracy = (logits.argmax(-1) == columns).float().mean()
     return loss, accuracy
 
 
-def train(cfg: SFTConfig, data: SFTData, progress: bool = True) -> dict:
-    """Train (or resume) and return final metrics. Checkpoints: out/last (every epoch), out/best (lowest val)."""
+def train(cfg: SFTConfig, data: SFTData, progress: bool = True, policy: TrainablePolicy | None = None) -> dict:
+    """Train (or resume) and return final metrics. Checkpoints: out/last (every epoch), out/best (lowest val).
+
+    `policy`: the policy to fine-tune in full (default: a tiny VLA built for `data`); it must encode actions with
+    the data's statistics (`policy.stats`)."""
     torch.set_num_threads(cfg.torch_threads)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train_idx, val_idx = split_by_demo(data, cfg.val_fraction, cfg.seed)
-    policy = build_policy(cfg, data)
+    policy = policy if policy is not None else build_policy(cfg, data)
     targets = torch.from_numpy(at.env_to_tokens(data.actions, policy.stats))
-    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "best_val": float("inf"), "history": []}
     trainer_file = out / "last" / "trainer.pt"
     if trainer_file.exists():
-        saved = torch.load(trainer_file, map_location="cpu", weights_only=False)
-        policy = TinyPolicy.load(out / "last")
-        optimizer = torch.optim.AdamW(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        saved = load_trainer_state(trainer_file, required=("model", "optimizer", "state"))
+        policy.load_trainable_state(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
+    else:
+        (out / "provenance.json").write_text(json.dumps(provenance(
+            profile=cfg.profile, seeds={"run": cfg.seed}, policy=policy.describe()), indent=2))
     writer = _writer(out)
     steps_per_epoch = max(1, int(np.ceil(len(train_idx) / cfg.batch_size)))
     bar = _bar(cfg.epochs * steps_per_epoch, state["epoch"] * steps_per_epoch, progress)
     total_steps = cfg.epochs * steps_per_epoch
     for epoch in range(state["epoch"], cfg.epochs):
-        policy.model.train()
+        policy.set_training(True)
         order = np.random.default_rng([cfg.seed, epoch]).permutation(train_idx)
         losses = []
         for k, start in enumerate(range(0, len(order), cfg.batch_size)):
@@ -118,7 +121,7 @@ def train(cfg: SFTConfig, data: SFTData, progress: bool = True) -> dict:
             loss, _ = batch_loss(policy, data, order[start:start + cfg.batch_size], targets)
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.grad_clip)
             optimizer.step()
             losses.append(loss.item())
             if bar is not None:
@@ -137,7 +140,8 @@ def train(cfg: SFTConfig, data: SFTData, progress: bool = True) -> dict:
             state["best_val"] = val_loss if val_loss is not None else state["best_val"]
             policy.save(out / "best", extra)
         policy.save(out / "last", extra)
-        torch.save({"optimizer": optimizer.state_dict(), "state": state}, trainer_file)
+        save_trainer_state(trainer_file, {"model": policy.trainable_state(), "optimizer": optimizer.state_dict(),
+                                          "state": state})
     if bar is not None:
         bar.close()
     writer.close()
@@ -149,7 +153,7 @@ def train(cfg: SFTConfig, data: SFTData, progress: bool = True) -> dict:
 def evaluate_loss(policy, data, idx, targets, batch_size) -> tuple[float | None, float | None]:
     if len(idx) == 0:
         return None, None
-    policy.model.eval()
+    policy.set_training(False)
     total_loss, total_acc = 0.0, 0.0
     for start in range(0, len(idx), batch_size):
         part = idx[start:start + batch_size]

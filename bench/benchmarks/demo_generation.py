@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     args = parser.parse_args(argv)
 
-    from bench.provenance import provenance
     from tgrpo.envs.protocol import resolve_suite
+    from tgrpo.provenance import provenance
 
     suite = resolve_suite(args.suite)
     rows = measure(suite, args.task, [int(s) for s in args.seeds.split(",")])

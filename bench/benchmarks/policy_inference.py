@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from bench.provenance import provenance
+    from tgrpo.provenance import provenance
 
     torch.set_num_threads(args.threads)
     sim = _sim_steps_per_s(args.sim_steps)

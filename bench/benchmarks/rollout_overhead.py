@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 
-    from bench.provenance import provenance
     from tgrpo.envs.libero_env import official_init_states
+    from tgrpo.provenance import provenance
 
     state = official_init_states("libero_object", 0)[0]
     rows = []

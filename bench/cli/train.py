@@ -2,6 +2,8 @@
 
     tgrpo-bench train --method sft --suite object --profile small
     tgrpo-bench train --method tgrpo --suite object --task 0 --profile small
+
+A thin shell over `bench.runs` (`run_sft`, `run_rl`): parse, validate, call, print.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ import sys
 from pathlib import Path
 
 from bench.cli import UsageError
-
-METHODS = ("sft", "tgrpo", "grpo", "tgrpo-no-step", "tgrpo-no-traj")
-PROFILES = ("smoke", "small", "paper")
+from tgrpo.rl.methods import PROFILES, get_method, method_names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
+    parser.add_argument("--method", required=True, help=f"one of: {', '.join(method_names())}")
     parser.add_argument("--suite", required=True, help="libero_spatial|libero_object|libero_goal|libero_10 or alias")
     parser.add_argument("--task", type=int, default=None, help="task id 0..9 (RL methods train per task)")
     parser.add_argument("--profile", default="small", help=f"one of: {', '.join(PROFILES)}")
@@ -40,11 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check(args) -> str:
     from tgrpo.envs.protocol import check_task_ids, resolve_suite
 
-    if args.method not in METHODS:
-        raise UsageError(f"unknown method {args.method!r}; valid: {', '.join(METHODS)}")
-    if args.profile not in PROFILES:
-        raise UsageError(f"unknown profile {args.profile!r}; valid: {', '.join(PROFILES)}")
     try:
+        spec = get_method(args.method)
+        if args.profile not in PROFILES:
+            raise ValueError(f"unknown profile {args.profile!r}; valid: {', '.join(PROFILES)}")
+        if args.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {args.seed}")
         suite = resolve_suite(args.suite)
         if args.task is not None:
             check_task_ids([args.task])
@@ -53,37 +54,32 @@ def _check(args) -> str:
     if args.profile == "paper":
         raise UsageError("profile 'paper' trains OpenVLA-7B, whose policy is not in this build yet; "
                          "use --profile smoke or small (the tiny policy)")
-    if args.method != "sft" and args.task is None:
+    if spec.family == "rl" and args.task is None:
         raise UsageError(f"method {args.method!r} trains per task: give --task 0..9")
     return suite
 
 
 def _train_sft(args, suite: str) -> int:
     from baselines.sft.config import for_profile
-    from baselines.sft.data import load_sft_data
-    from baselines.sft.train import train
+    from bench.runs import run_sft
 
-    demos = args.demos or Path("data/demos")
     out = args.out or Path("runs/sft") / f"{suite}_{args.variant}_{args.profile}"
     overrides = {"epochs": args.epochs} if args.epochs else {}
     try:
-        cfg = for_profile(args.profile, suite=suite, demos_dir=demos, out_dir=out, variant=args.variant,
-                          seed=args.seed, **overrides)
-        data = load_sft_data(demos, suite, args.variant, cfg.max_demos_per_task)
+        cfg = for_profile(args.profile, suite=suite, demos_dir=args.demos or Path("data/demos"), out_dir=out,
+                          variant=args.variant, seed=args.seed, **overrides)
+        record = run_sft(cfg, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from err
-    final = train(cfg, data, progress=not args.no_progress)
-    print(f"sft {suite}: {final}")
-    print(f"checkpoint: {out / 'best'}", file=sys.stderr)
+    print(f"sft {suite}: {record.final}")
+    print(f"checkpoint: {record.best_checkpoint}", file=sys.stderr)
     return 0
 
 
 def _train_rl(args, suite: str) -> int:
-    from bench.evaluate import EvalRequest, evaluate
     from bench.results import summary_table
-    from tgrpo.envs.observation import ObsConfig
-    from tgrpo.rl_config import for_profile
-    from tgrpo.train import Trainer
+    from bench.runs import run_rl
+    from tgrpo.rl.config import for_profile
 
     init = args.init_checkpoint or Path("runs/sft") / f"{suite}_state_{args.profile}" / "best"
     if not (init / "policy.json").exists():
@@ -97,22 +93,17 @@ def _train_rl(args, suite: str) -> int:
     try:
         cfg = for_profile(args.profile, method=args.method, suite=suite, task_id=args.task, init_checkpoint=init,
                           out_dir=out, seed=args.seed, **overrides)
+        record = run_rl(cfg, evaluate_after=not args.no_eval, progress=not args.no_progress)
     except ValueError as err:
         raise UsageError(str(err)) from err
-    trainer = Trainer(cfg)
-    metrics = trainer.run(progress=not args.no_progress)
-    if metrics:
-        print(f"{args.method} {suite} task {args.task}: last iteration {metrics[-1]}")
-    print(f"policy: {trainer.export_policy(out / 'policy')}", file=sys.stderr)
-    if not args.no_eval and cfg.eval_episodes:
-        request = EvalRequest(suite, (args.task,), tuple(range(cfg.eval_episodes)),
-                              ObsConfig(mode=trainer.policy.cfg.variant), out / "eval", workers=cfg.workers_eval,
-                              profile=cfg.profile)
-        trainer.policy.meta.update(method=args.method, run=str(out), iterations=cfg.iterations)
-        print(summary_table(evaluate(request, trainer.policy, progress=not args.no_progress)))
+    if record.metrics:
+        print(f"{args.method} {suite} task {args.task}: last iteration {record.metrics[-1]}")
+    print(f"policy: {record.policy_dir} (sha256 {record.policy_sha256[:12]})", file=sys.stderr)
+    if record.eval is not None:
+        print(summary_table(record.eval.summary))
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     suite = _check(args)
-    return _train_sft(args, suite) if args.method == "sft" else _train_rl(args, suite)
+    return _train_sft(args, suite) if get_method(args.method).family == "sft" else _train_rl(args, suite)

@@ -31,3 +31,16 @@ def require(tensor: torch.Tensor) -> None:
         raise RuntimeError("backend='triton' needs the triton package")
     if not tensor.is_cuda and not interpreting():
         raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tests)")
+
+
+def select_backend(backend: str, tensor: torch.Tensor) -> str:
+    """``"torch"`` or ``"triton"`` for ``backend`` in auto / torch / triton: auto takes Triton for CUDA tensors when
+    it is installed; an explicit ``"triton"`` raises where it cannot run."""
+    if backend == "torch":
+        return "torch"
+    if backend == "triton":
+        require(tensor)
+        return "triton"
+    if backend == "auto":
+        return "triton" if tensor.is_cuda and available() else "torch"
+    raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")

@@ -22,7 +22,8 @@ import triton
 import triton.language as tl
 
 if TYPE_CHECKING:
-    from tgrpo.losses import LossConfig, _Rows
+    from tgrpo.loss_rows import LossRows
+    from tgrpo.losses import LossConfig
 
 _BLOCK_V = 1024  # vocabulary columns per loop iteration of the row kernel
 _NUM_WARPS = 8
@@ -141,7 +142,7 @@ def upstream_grad_rows(z: torch.Tensor, targets: torch.Tensor, grad_logp: torch.
     return _launch(z, targets, 2, g=grad_logp.contiguous())
 
 
-def policy_grad_rows(z: torch.Tensor, rows: _Rows, cfg: LossConfig) -> torch.Tensor:
+def policy_grad_rows(z: torch.Tensor, rows: LossRows, cfg: LossConfig) -> torch.Tensor:
     """As :func:`logp_rows`, and ``z`` <- the TGRPO loss gradient w.r.t. the logits."""
     return _launch(
         z, rows.targets, 1, cfg=cfg,

@@ -53,3 +53,4 @@ class Policy:
     def describe(self) -> dict:
         """What identifies this policy in a result row (name, checkpoint, seed, ...)."""
         return {"name": self.name}
+

@@ -21,8 +21,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from tgrpo.policies import action_tokenizer as at
-from tgrpo.policies.base import DECODE_MODES, Policy, PolicyOutput
+from tgrpo.policies.base import DECODE_MODES, PolicyOutput
 from tgrpo.policies.tiny_decode import FastDecoder
+from tgrpo.policies.trainable import TrainablePolicy, checkpoint_sha256, effective_weight
 
 PAD, UNK = 0, 1
 VARIANTS = ("state", "image")
@@ -180,8 +181,8 @@ def columns_to_tokens(columns: torch.Tensor, vocab_mode: str) -> torch.Tensor:
     return columns + at.FIRST_ACTION_TOKEN if vocab_mode == "action" else columns
 
 
-class TinyPolicy(Policy):
-    """The tiny VLA behind the Policy interface: act, token log-probs with gradients, save/load."""
+class TinyPolicy(TrainablePolicy):
+    """The tiny VLA behind the trainable-policy contract: act, token log-probs with gradients, save/load."""
 
     name = "tiny"
 
@@ -258,28 +259,73 @@ class TinyPolicy(Policy):
         return PolicyOutput(at.tokens_to_env(tokens_np, self.stats), tokens_np,
                             torch.stack(logprobs, dim=1).numpy().astype(np.float32))
 
-    def token_logits(self, obs: dict[str, np.ndarray], instructions: list[str], tokens: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits [B, 7, V] for action tokens [B, 7] (OpenVLA ids)."""
+    def action_hidden(self, obs: dict[str, np.ndarray], instructions: list[str], tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced final hidden states [B, 7, d] for action tokens [B, 7] (OpenVLA ids)."""
         context = self.context(obs, instructions)
         inputs = tokens_to_bins(tokens.clamp(at.FIRST_ACTION_TOKEN, at.LLAMA_VOCAB - 1))[:, :-1]
-        return self.model.logits(context, inputs)
+        return self.model.hidden(context, inputs)
 
-    def token_logprobs(self, obs: dict[str, np.ndarray], instructions: list[str], tokens: torch.Tensor) -> torch.Tensor:
-        """log pi(token_j | context, tokens_<j) [B, 7], differentiable."""
-        logp = F.log_softmax(self.token_logits(obs, instructions, tokens).float(), dim=-1)
-        return logp.gather(2, tokens_to_columns(tokens, self.cfg.vocab_mode)[..., None]).squeeze(2)
+    def action_logits(self, obs: dict[str, np.ndarray], instructions: list[str], tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits [B, 7, V] for action tokens [B, 7] (OpenVLA ids)."""
+        return self._head()(self.action_hidden(obs, instructions, tokens))
+
+    def head_weight(self) -> torch.Tensor:
+        """The head's weight [V, d] with a LoRA adapter's delta added while adapters are active."""
+        return effective_weight(self._head())
+
+    def token_columns(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens_to_columns(tokens, self.cfg.vocab_mode)
+
+    def _head(self) -> nn.Module:
+        return self.model.get_base_model().head if hasattr(self.model, "get_base_model") else self.model.head
+
+    def obs_config(self):
+        from tgrpo.envs.observation import ObsConfig
+
+        return ObsConfig(mode=self.cfg.variant, wrist=self.cfg.wrist)
+
+    def reference(self):
+        """The SFT policy: the same model with its LoRA adapters disabled (no second copy)."""
+        if not hasattr(self.model, "disable_adapter"):
+            raise RuntimeError("the reference policy needs adapters: call add_adapters first")
+        return self.model.disable_adapter()
+
+    def add_adapters(self, rank: int, alpha: int, dropout: float = 0.0) -> None:
+        add_lora(self, rank, alpha, dropout)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def set_training(self, training: bool) -> None:
+        self.model.train(training)
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state)
 
     def describe(self) -> dict:
         return {"name": self.name, "variant": self.cfg.variant, "seed": self.seed, **self.meta}
 
     # ----- persistence
-    def save(self, directory: Path, extra: dict | None = None) -> None:
+    def save(self, directory: Path, extra: dict | None = None) -> str:
+        """Write model.pt and policy.json; returns the directory's content hash."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), directory / "model.pt")
         meta = {"config": asdict(self.cfg), "norm_stats": self.stats.to_dict(),
                 "state_stats": asdict(self.state_stats) if self.state_stats is not None else None, **(extra or {})}
         (directory / "policy.json").write_text(json.dumps(meta, indent=2))
+        return checkpoint_sha256(directory)
+
+    def export_merged(self, directory: Path, extra: dict | None = None) -> str:
+        """A plain tiny checkpoint with the LoRA adapters merged into the weights (`eval --policy tiny`)."""
+        import copy
+
+        model = copy.deepcopy(self.model)
+        merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+        return TinyPolicy(merged, self.cfg, self.stats, state_stats=self.state_stats).save(directory, extra)
 
     @classmethod
     def load(cls, directory: Path, seed: int = 0) -> TinyPolicy:
@@ -292,7 +338,7 @@ class TinyPolicy(Policy):
         state_stats = meta.get("state_stats")  # absent in checkpoints from before state normalisation
         model = TinyVLA(cfg)
         model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
-        return cls(model, cfg, stats, {"checkpoint": str(directory)},
+        return cls(model, cfg, stats, {"checkpoint": str(directory), "checkpoint_sha256": checkpoint_sha256(directory)},
                    StateStats(**{k: tuple(v) for k, v in state_stats.items()}) if state_stats else None, seed)
 
 

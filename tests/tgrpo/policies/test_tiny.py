@@ -31,7 +31,7 @@ def test_token_logprobs_equal_what_act_reported(vocab_mode):
     np.testing.assert_allclose(logp.detach().numpy(), out.logprobs, atol=1e-5)
     assert logp.requires_grad
     # independent check on one token: log_softmax of the teacher-forced logits, picked by hand
-    logits = policy.token_logits(_obs(), INSTR, torch.from_numpy(out.tokens))
+    logits = policy.action_logits(_obs(), INSTR, torch.from_numpy(out.tokens))
     column = out.tokens[1, 4] - (at.FIRST_ACTION_TOKEN if vocab_mode == "action" else 0)
     manual = logits[1, 4] - torch.logsumexp(logits[1, 4], dim=0)
     assert manual[column].item() == pytest.approx(out.logprobs[1, 4], abs=1e-5)

@@ -1,27 +1,21 @@
-"""Online RL methods by name (`--method tgrpo`), each a config whose every field says why it has its default.
+"""The config of one online RL run (`--method tgrpo`): every field says why it has its default.
 
-The methods differ only in the advantage estimator and the reward; the loop (`tgrpo.train`) is one.
+The methods (`tgrpo.rl.methods`) differ only in the advantage estimator, the reward and the policy loss; the loop
+(`tgrpo.rl.loop`) is one.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tgrpo.advantages import AdvantageConfig
 from tgrpo.losses import LossConfig
 from tgrpo.rewards.reward import RewardConfig
+from tgrpo.rl.methods import MethodSpec, check_profile, get_method
 
-PROFILES = ("smoke", "small", "paper")
-
-# method -> (advantage estimator, reward). GRPO is the standard baseline: trajectory-level advantage on the
-# sparse 0/1 success reward. The ablations keep TGRPO's dense reward and drop one advantage level.
-METHODS: dict[str, tuple[str, str]] = {
-    "tgrpo": ("tgrpo", "dense"),
-    "grpo": ("grpo", "sparse"),
-    "tgrpo-no-step": ("tgrpo-no-step", "dense"),
-    "tgrpo-no-traj": ("tgrpo-no-traj", "dense"),
-}
+LOSS_PATHS = ("auto", "plain", "fused")
 
 
 @dataclass(frozen=True)
@@ -33,10 +27,18 @@ class RLConfig:
     lr 1e-5: the paper's AdamW learning rate for LoRA on OpenVLA. The tiny model from scratch needs more:
         the small profile sets 1e-4 (docs/deviations.md).
     epochs 1, minibatches 1: one exact gradient step per rollout on the whole group, so the paper's aggregation
-        1/N sum_i 1/|o_i| sum_t holds exactly (smaller minibatches would re-weight trajectories).
+        1/N sum_i 1/|o_i| sum_t holds exactly. With minibatches > 1 each optimiser step takes its rows' share of the
+        group's weights, renormalised to sum to 1 (every step keeps the paper's relative weights).
+    micro_batch_rows None: rows per forward/backward inside one optimiser step (gradient accumulation); None
+        takes the whole minibatch at once. Exact: the aggregation weights are computed once per group, so any
+        split gives the same gradient (a 7B group does not fit in one batch).
+    loss_path "auto": the fused log-prob + loss pass (`tgrpo.losses.fused_policy_loss`, Triton kernels) and the
+        Triton advantage on CUDA, the plain torch path on a CPU (where the fused pass gains nothing at 256 or
+        32064 columns and Triton cannot run). "plain" / "fused" force one.
     grad_clip 1.0: standard for PPO-style updates; not given by the paper.
     temperature 1.0: sampling from the policy itself, so rollout log-probs are the behaviour policy's.
         Lower values bring rollouts closer to greedy evaluation (docs/training.md, "Bug hunt").
+    policy "tiny": the registered trainable policy (`tgrpo.policies`) the init checkpoint loads as.
     lora_rank 32 / lora_alpha 16: OpenVLA's LIBERO fine-tunes (all linear layers).
     episode_start "restore": bit-identical to OpenVLA's reset (docs/protocol.md) and 15x faster to start.
     train_seed_base: fresh placements for training use seeds train_seed_base + iteration, never official states.
@@ -48,6 +50,7 @@ class RLConfig:
     init_checkpoint: Path
     out_dir: Path
     profile: str = "small"
+    policy: str = "tiny"
     iterations: int = 100
     group_size: int = 4
     a1: float = 0.3
@@ -55,6 +58,8 @@ class RLConfig:
     lr: float = 1e-5
     epochs: int = 1
     minibatches: int = 1
+    micro_batch_rows: int | None = None
+    loss_path: str = "auto"
     grad_clip: float = 1.0
     temperature: float = 1.0
     max_steps: int | None = None
@@ -70,10 +75,16 @@ class RLConfig:
     torch_threads: int = 1
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
-        if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; valid: {', '.join(PROFILES)}")
+        get_method(self.method, family="rl")
+        check_profile(self.profile)
+        object.__setattr__(self, "out_dir", Path(self.out_dir).absolute())  # absolute: a harness may chdir
+        object.__setattr__(self, "init_checkpoint", Path(self.init_checkpoint).absolute())
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.loss_path not in LOSS_PATHS:
+            raise ValueError(f"unknown loss_path {self.loss_path!r}; valid: {', '.join(LOSS_PATHS)}")
+        if self.micro_batch_rows is not None and self.micro_batch_rows < 1:
+            raise ValueError(f"micro_batch_rows must be None or at least 1, got {self.micro_batch_rows}")
         if self.group_size < 2:
             raise ValueError("group_size must be at least 2 (a group of one has no relative advantage)")
         for name in ("iterations", "epochs", "minibatches", "lora_rank"):
@@ -81,19 +92,23 @@ class RLConfig:
                 raise ValueError(f"{name} must be at least 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not self.temperature > 0:
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature must be > 0 (rollouts sample), got {self.temperature}")
         if not 0 <= self.eval_episodes <= 50:
             raise ValueError("eval_episodes must be in 0..50 (the official init states)")
         self.advantage_config()  # validates estimator and weights
 
     @property
+    def spec(self) -> MethodSpec:
+        return get_method(self.method, family="rl")
+
+    @property
     def estimator(self) -> str:
-        return METHODS[self.method][0]
+        return self.spec.estimator
 
     @property
     def reward_kind(self) -> str:
-        return METHODS[self.method][1]
+        return self.spec.reward
 
     def advantage_config(self) -> AdvantageConfig:
         """The ablations zero one weight inside their estimator and keep the other (the paper's ablation)."""

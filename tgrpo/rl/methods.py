@@ -1,0 +1,71 @@
+"""Training methods and profiles by name: the one list the CLI, the configs and the harness derive from.
+
+A method is a family (how it trains: ``rl``, the online loop of `tgrpo.rl.loop`; ``sft``, behaviour cloning in
+`baselines.sft`) plus, for online RL, its advantage estimator (`tgrpo.advantages`), its reward and its policy loss
+(`tgrpo.losses`). New baselines register here by name; nothing else lists methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROFILES: tuple[str, ...] = ("smoke", "small", "paper")
+FAMILIES = ("rl", "sft")
+REWARDS = ("dense", "sparse")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method. estimator / reward / policy_loss are registry names (None for supervised methods)."""
+
+    name: str
+    family: str
+    estimator: str | None = None
+    reward: str | None = None
+    policy_loss: str | None = None
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"method {self.name!r}: unknown family {self.family!r}; valid: {', '.join(FAMILIES)}")
+        if self.family == "rl" and (self.estimator is None or self.reward not in REWARDS or not self.policy_loss):
+            raise ValueError(f"method {self.name!r}: an rl method names an estimator, a reward "
+                             f"({', '.join(REWARDS)}) and a policy loss")
+
+
+_METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    if spec.name in _METHODS:
+        raise ValueError(f"method {spec.name!r} is already registered")
+    _METHODS[spec.name] = spec
+    return spec
+
+
+def method_names(family: str | None = None) -> tuple[str, ...]:
+    """Registered names in registration order, optionally of one family."""
+    return tuple(name for name, spec in _METHODS.items() if family is None or spec.family == family)
+
+
+def get_method(name: str, family: str | None = None) -> MethodSpec:
+    """The spec registered under `name`; ValueError naming the valid choices otherwise."""
+    spec = _METHODS.get(name)
+    if spec is None or (family is not None and spec.family != family):
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(method_names(family))}")
+    return spec
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    return profile
+
+
+register_method(MethodSpec("sft", "sft", summary="behaviour cloning on expert demonstrations (the RL start)"))
+# GRPO is the standard baseline: trajectory-level advantage on the sparse 0/1 success reward. The ablations keep
+# TGRPO's dense reward and drop one advantage level (the paper's ablation table).
+register_method(MethodSpec("tgrpo", "rl", "tgrpo", "dense", "clip-k3", "step + trajectory advantage, dense reward"))
+register_method(MethodSpec("grpo", "rl", "grpo", "sparse", "clip-k3", "trajectory advantage, 0/1 success"))
+register_method(MethodSpec("tgrpo-no-step", "rl", "tgrpo-no-step", "dense", "clip-k3", "ablation: a1 = 0"))
+register_method(MethodSpec("tgrpo-no-traj", "rl", "tgrpo-no-traj", "dense", "clip-k3", "ablation: a2 = 0"))
