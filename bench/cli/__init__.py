@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "demos": ("bench.cli.demos", "record scripted-expert demonstrations (LIBERO HDF5) and reference key poses"),
     "plot": ("bench.cli.plot", "learning curves of RL runs (PNG)"),
     "report": ("bench.cli.report", "RL runs before/after against their SFT baseline (markdown + JSON)"),
+    "reproduce": ("bench.cli.reproduce", "the whole pipeline for a suite and profile, cached stage by stage"),
 }
 
 

@@ -1,0 +1,66 @@
+"""`tgrpo-bench reproduce`: the whole pipeline for one suite and profile, cached stage by stage.
+
+    tgrpo-bench reproduce --suite long --profile smoke
+    tgrpo-bench reproduce --suite object --profile small --methods tgrpo,grpo --tasks 1,6,8 --seeds 0,1 --dry-run
+
+Rerunning the same command skips finished stages and resumes a killed one; exit code 1 when a stage failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.cli import UsageError, int_list
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", required=True, help="spatial|object|goal|long or a libero_* name")
+    parser.add_argument("--profile", default="smoke", help="smoke|small|paper (default smoke)")
+    parser.add_argument("--methods", type=_names, default=None, help="comma-separated methods (profile default)")
+    parser.add_argument("--tasks", type=int_list, default=None, help="task ids the methods train (profile default)")
+    parser.add_argument("--seeds", type=int_list, default=None, help="RL seeds (profile default)")
+    parser.add_argument("--store", type=Path, default=Path("runs/reproduce"), help="run store root")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan with estimates; run nothing")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.reproduce.execute import describe_plan, execute
+    from bench.reproduce.plan import build_plan
+    from bench.reproduce.report import write_report
+    from bench.reproduce.store import RunStore, StoreError
+    from tgrpo.envs.protocol import check_task_ids, resolve_suite
+    from tgrpo.provenance import provenance
+    from tgrpo.rl.methods import check_profile
+
+    try:
+        suite = resolve_suite(args.suite)
+        check_profile(args.profile)
+        if args.tasks is not None and not args.tasks:
+            raise ValueError("--tasks names no task")
+        tasks = tuple(check_task_ids(args.tasks)) if args.tasks is not None else None
+        if args.seeds is not None and (not args.seeds or min(args.seeds) < 0):
+            raise ValueError(f"--seeds must name seeds >= 0, got {args.seeds}")
+        plan = build_plan(suite, args.profile, tuple(args.methods) if args.methods else None, tasks,
+                          tuple(args.seeds) if args.seeds is not None else None)
+        store = RunStore(args.store)
+        print(describe_plan(plan, store), file=sys.stderr if not args.dry_run else sys.stdout)
+        if args.dry_run:
+            return 0
+        outcome = execute(plan, store, progress=not args.no_progress)
+    except (ValueError, StoreError) as err:
+        raise UsageError(str(err)) from err
+    out = store.root / f"{suite}-{args.profile}"
+    print(write_report(plan, store, out, provenance(profile=args.profile, suite=suite)))
+    print(f"report: {out / 'report.md'}", file=sys.stderr)
+    for stage, error in outcome.failed:
+        print(f"FAILED {stage.kind} {stage.name}: {error} (log: {store.path(stage) / 'error.log'})", file=sys.stderr)
+    for stage in outcome.blocked:
+        print(f"BLOCKED {stage.kind} {stage.name}: an input stage failed", file=sys.stderr)
+    return 0 if outcome.ok else 1

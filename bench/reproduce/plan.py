@@ -1,0 +1,105 @@
+"""The stage graph of one reproduction: suite x profile x methods x tasks x seeds.
+
+Per profile (`PROFILE_SETTINGS`): how many demonstrations, SFT epochs, evaluation episodes and which tasks by
+default. Estimates use rates measured on the 2-core CPU of docs/training.md (LIBERO-Object, state variant), scaled
+by the suite's horizon; they drive `--dry-run` and the ETA, never a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.reproduce.store import Stage
+from tgrpo.envs.protocol import MAX_POLICY_STEPS, TASKS_PER_SUITE
+from tgrpo.rl.methods import get_method, method_names
+
+# Measured on the 2-core CPU (docs/training.md): 500 demos in 36 min on 2 workers; 30 SFT epochs over 500 demos in
+# 59 min; 500 greedy state episodes in 10-34 min; 100 RL iterations (N = 4) in 26-29 min + 7-11 min evaluation.
+DEMO_S = 4.3
+SFT_S_PER_DEMO_EPOCH = 0.24
+EVAL_S_PER_EPISODE = 2.6
+RL_S_PER_ITERATION = 17.0
+OBJECT_HORIZON = 280
+
+CODE = {  # what each stage's output depends on (its key covers these sources)
+    "demos": ("tgrpo/experts", "tgrpo/envs", "tgrpo/data"),
+    "sft": ("baselines/sft", "tgrpo/policies", "tgrpo/data/hdf5.py", "tgrpo/trainer_state.py"),
+    "eval": ("bench/evaluate.py", "tgrpo/envs", "tgrpo/policies"),
+    "rl": ("tgrpo/rl", "tgrpo/advantages.py", "tgrpo/losses.py", "tgrpo/rewards", "tgrpo/policies", "tgrpo/envs",
+           "bench/evaluate.py", "bench/runs.py"),
+}
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    demos_per_task: int
+    demo_tasks: str  # "all": SFT learns the whole suite; "rl": only the tasks RL trains (smoke)
+    sft_epochs: int | None  # None: the SFT profile's default
+    eval_episodes: int
+    default_tasks: tuple[int, ...]
+    default_methods: tuple[str, ...]
+    default_seeds: tuple[int, ...]
+
+
+PROFILE_SETTINGS = {
+    # smoke: every stage real and short (CI minutes): 2 demos of the RL task, 1 SFT epoch, 2 eval episodes.
+    "smoke": ProfileSettings(2, "rl", None, 2, (0,), ("tgrpo", "grpo"), (0,)),
+    # small: the tiny state policy on a CPU; the suite's SFT on 50 demos per task, evaluated on all 50 states.
+    "small": ProfileSettings(50, "all", None, 50, tuple(range(TASKS_PER_SUITE)), method_names(), (0,)),
+}
+DEMO_ACTION_NOISE = 0.1  # noise injection (docs/training.md: DART-style labels; the committed SFT tables use it)
+
+
+def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None, tasks: tuple[int, ...] | None = None,
+               seeds: tuple[int, ...] | None = None) -> list[Stage]:
+    """Stages in dependency order. ValueError for an unknown method, a profile without settings, a bad task."""
+    if profile not in PROFILE_SETTINGS:
+        raise ValueError(f"profile {profile!r} has no reproduction settings in this build; valid: "
+                         f"{', '.join(PROFILE_SETTINGS)} (paper needs OpenVLA-7B, not in this build yet)")
+    p = PROFILE_SETTINGS[profile]
+    methods = tuple(methods or p.default_methods)
+    for m in methods:
+        get_method(m)
+    tasks = tuple(p.default_tasks if tasks is None else tasks)
+    seeds = tuple(p.default_seeds if seeds is None else seeds)
+    horizon = MAX_POLICY_STEPS[suite] / OBJECT_HORIZON
+    demo_tasks = tuple(range(TASKS_PER_SUITE)) if p.demo_tasks == "all" else tasks
+    demos = Stage("demos", suite, {"suite": suite, "tasks": list(demo_tasks), "per_task": p.demos_per_task,
+                                    "action_noise": DEMO_ACTION_NOISE, "seed": 0, "episode_start": "restore"},
+                  code=CODE["demos"], estimate_s=DEMO_S * p.demos_per_task * len(demo_tasks) * horizon)
+    sft = Stage("sft", f"{suite}-{profile}", {"suite": suite, "profile": profile, "variant": "state",
+                                               "epochs": p.sft_epochs, "seed": 0},
+                (demos,), CODE["sft"],
+                SFT_S_PER_DEMO_EPOCH * p.demos_per_task * len(demo_tasks) * (p.sft_epochs or _sft_epochs(profile)))
+    plan = [demos, sft]
+    rl_methods = [m for m in methods if get_method(m).family == "rl"]
+    if "sft" in methods or rl_methods:
+        plan.append(Stage("eval", f"sft-{suite}-{profile}", {"suite": suite, "tasks": list(tasks),
+                                                             "episodes": p.eval_episodes, "obs": "state"},
+                          (sft,), CODE["eval"], EVAL_S_PER_EPISODE * p.eval_episodes * len(tasks) * horizon))
+    iterations, max_steps = _rl_defaults(profile)
+    rl_horizon = (max_steps or MAX_POLICY_STEPS[suite]) / OBJECT_HORIZON
+    for method in rl_methods:
+        for task in tasks:
+            for seed in seeds:
+                plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}",
+                                  {"method": method, "suite": suite, "task": task, "seed": seed, "profile": profile,
+                                   "eval_episodes": p.eval_episodes},
+                                  (sft,), CODE["rl"],
+                                  RL_S_PER_ITERATION * iterations * rl_horizon
+                                  + EVAL_S_PER_EPISODE * p.eval_episodes * horizon))
+    return plan
+
+
+def _sft_epochs(profile: str) -> int:
+    from baselines.sft.config import SFTConfig, for_profile
+
+    return for_profile(profile, suite="libero_object", demos_dir=".", out_dir=".").epochs or SFTConfig.epochs
+
+
+def _rl_defaults(profile: str) -> tuple[int, int | None]:
+    """(iterations, max_steps) of the profile's RL config."""
+    from tgrpo.rl.config import for_profile
+
+    cfg = for_profile(profile, method="tgrpo", suite="libero_object", task_id=0, init_checkpoint=".", out_dir=".")
+    return cfg.iterations, cfg.max_steps

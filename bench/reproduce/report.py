@@ -1,0 +1,44 @@
+"""The reproduction's report: per task, the SFT policy and every (method, seed) after RL, with Wilson 95% intervals,
+from the stages' own result files (each row names the stage directory it came from)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.reproduce.store import RunStore, Stage
+from bench.results import wilson_interval
+
+
+def report_rows(plan: list[Stage], store: RunStore) -> list[dict]:
+    rows = []
+    for stage in plan:
+        if stage.kind not in ("eval", "rl") or not store.is_done(stage):
+            continue
+        summary_file = store.path(stage) / ("eval" if stage.kind == "eval" else "run/eval") / "summary.json"
+        if not summary_file.exists():
+            continue
+        method = "sft" if stage.kind == "eval" else stage.config["method"]
+        for task in json.loads(summary_file.read_text())["tasks"]:
+            low, high = wilson_interval(task["successes"], task["episodes"])
+            rows.append({"suite": task["suite"], "task": task["task_id"], "method": method,
+                         "seed": stage.config.get("seed", 0), "successes": task["successes"],
+                         "episodes": task["episodes"], "rate": task["success_rate"], "wilson95": [low, high],
+                         "stage": stage.dir_name})
+    return sorted(rows, key=lambda r: (r["task"], r["method"] != "sft", r["method"], r["seed"]))
+
+
+def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> str:
+    """report.md and report.json (rows with the provenance block) under `out`; returns the markdown."""
+    from tabulate import tabulate
+
+    rows = report_rows(plan, store)
+    table = tabulate([[r["task"], r["method"], r["seed"], f"{r['successes']}/{r['episodes']}",
+                       f"{100 * r['rate']:.1f}", f"[{100 * r['wilson95'][0]:.1f}, {100 * r['wilson95'][1]:.1f}]",
+                       f"`{r['stage']}`"] for r in rows],
+                     headers=["task", "method", "seed", "successes", "success %", "Wilson 95% CI", "stage"],
+                     tablefmt="github")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(table + "\n")
+    (out / "report.json").write_text(json.dumps({"provenance": block, "rows": rows}, indent=2))
+    return table

@@ -1,0 +1,117 @@
+"""The run store: one directory per stage, named by a key over everything the stage's output depends on.
+
+A stage's key is the sha256 of its kind, its config, its inputs' keys and the hash of the source code it runs. A
+rerun finds finished stages by key and skips them; a changed setting or code changes the key of that stage and of
+everything downstream, and nothing else. `stage.json` records status, timing, error and provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tgrpo.provenance import REPO_ROOT
+
+STATUSES = ("running", "done", "failed")
+
+
+class StoreError(ValueError):
+    """A stage record that cannot be read: the user is told which file and what to do."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One node of the plan. `config` is plain JSON data; `inputs` name the stages whose outputs it reads."""
+
+    kind: str
+    name: str
+    config: dict
+    inputs: tuple[Stage, ...] = ()
+    code: tuple[str, ...] = ()  # source directories / files (repo-relative) whose content the output depends on
+    estimate_s: float = 0.0
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        payload = {"kind": self.kind, "config": self.config, "inputs": sorted(s.key for s in self.inputs),
+                   "code": code_hash(self.code)}
+        object.__setattr__(self, "key", _sha256(json.dumps(payload, sort_keys=True)))
+
+    @property
+    def dir_name(self) -> str:
+        return f"{self.kind}/{self.name}-{self.key[:12]}"
+
+
+def code_hash(paths: tuple[str, ...]) -> str:
+    """sha256 over the Python sources under `paths` (relative to the repository root), in sorted order."""
+    digest = hashlib.sha256()
+    for rel in sorted(paths):
+        root = REPO_ROOT / rel
+        files = [root] if root.is_file() else sorted(root.rglob("*.py"))
+        for path in files:
+            digest.update(path.relative_to(REPO_ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class RunStore:
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).absolute()
+
+    def path(self, stage: Stage) -> Path:
+        return self.root / stage.dir_name
+
+    def record(self, stage: Stage) -> dict | None:
+        """The stage's record, or None when it never started; StoreError for a corrupt or foreign record."""
+        file = self.path(stage) / "stage.json"
+        if not file.exists():
+            return None
+        try:
+            record = json.loads(file.read_text())
+        except (OSError, ValueError) as err:
+            raise StoreError(f"{file} is corrupt ({err}); delete {file.parent} to recompute that stage") from err
+        if not isinstance(record, dict) or record.get("key") != stage.key or record.get("status") not in STATUSES:
+            raise StoreError(f"{file} is not the record of stage {stage.kind}/{stage.name} (key {stage.key[:12]}); "
+                             f"delete {file.parent} to recompute that stage")
+        return record
+
+    def is_done(self, stage: Stage) -> bool:
+        record = self.record(stage)
+        return record is not None and record["status"] == "done"
+
+    def begin(self, stage: Stage, provenance: dict) -> Path:
+        directory = self.path(stage)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._write(stage, {"status": "running", "started_utc": _now(), "provenance": provenance})
+        return directory
+
+    def finish(self, stage: Stage, result: dict, wall_s: float) -> None:
+        record = self.record(stage) or {}
+        self._write(stage, {**record, "status": "done", "finished_utc": _now(), "wall_s": round(wall_s, 1),
+                            "result": result, "error": None})
+
+    def fail(self, stage: Stage, error: str, wall_s: float) -> None:
+        record = self.record(stage) or {}
+        self._write(stage, {**record, "status": "failed", "finished_utc": _now(), "wall_s": round(wall_s, 1),
+                            "error": error})
+
+    def _write(self, stage: Stage, fields: dict) -> None:
+        record = {"key": stage.key, "kind": stage.kind, "name": stage.name, "config": stage.config,
+                  "inputs": {s.kind + "/" + s.name: s.key for s in stage.inputs}, **fields}
+        file = self.path(stage) / "stage.json"
+        tmp = file.with_name("stage.json.tmp")
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, file)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,117 @@
+"""The reproduction harness's plan and store: keys follow inputs, reruns skip what is done, failures stay
+isolated, corrupt records are refused with one line. (The pipeline itself on the real simulator: test-slow.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from bench.reproduce import plan as plan_module
+from bench.reproduce import store as store_module
+from bench.reproduce.execute import execute
+from bench.reproduce.plan import build_plan
+from bench.reproduce.store import RunStore, Stage, StoreError
+
+CLI = [sys.executable, "-m", "bench.cli", "reproduce"]
+
+
+def _keys(plan):
+    return {f"{s.kind}/{s.name}": s.key for s in plan}
+
+
+def test_plan_has_every_stage_and_stable_keys():
+    plan = build_plan("libero_10", "smoke", ("tgrpo", "grpo"), (0, 3), (0, 1))
+    kinds = [s.kind for s in plan]
+    assert kinds == ["demos", "sft", "eval"] + ["rl"] * 8  # 2 methods x 2 tasks x 2 seeds
+    assert _keys(plan) == _keys(build_plan("libero_10", "smoke", ("tgrpo", "grpo"), (0, 3), (0, 1)))
+    assert len(set(_keys(plan).values())) == len(plan)
+
+
+def test_a_changed_setting_changes_only_what_depends_on_it(monkeypatch):
+    before = _keys(build_plan("libero_object", "smoke"))
+    settings = plan_module.PROFILE_SETTINGS["smoke"]
+    monkeypatch.setitem(plan_module.PROFILE_SETTINGS, "smoke", replace(settings, sft_epochs=3))
+    after = _keys(build_plan("libero_object", "smoke"))
+    changed = sorted(k for k in before if before[k] != after[k])
+    assert changed == ["eval/sft-libero_object-smoke", "rl/grpo-libero_object-t0-s0-smoke",
+                       "rl/tgrpo-libero_object-t0-s0-smoke", "sft/libero_object-smoke"]  # demos kept
+
+
+def test_a_code_change_changes_the_key(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "REPO_ROOT", tmp_path)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    first = Stage("sft", "s", {"a": 1}, code=("pkg",)).key
+    assert Stage("sft", "s", {"a": 1}, code=("pkg",)).key == first
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert Stage("sft", "s", {"a": 1}, code=("pkg",)).key != first
+
+
+def _chain():
+    a = Stage("demos", "a", {"n": 1})
+    b = Stage("sft", "b", {"n": 2}, (a,))
+    c = Stage("rl", "c", {"n": 3}, (b,))
+    d = Stage("eval", "d", {"n": 4}, (a,))
+    return [a, b, c, d]
+
+
+def test_failure_is_recorded_dependents_blocked_and_the_rest_runs(tmp_path):
+    store, plan, calls = RunStore(tmp_path), _chain(), []
+
+    def runner(stage, directory, inputs, progress):
+        calls.append(stage.name)
+        if stage.name == "b":
+            raise RuntimeError("out of demos")
+        return {"ok": stage.name}
+
+    outcome = execute(plan, store, progress=False, runner=runner)
+    assert calls == ["a", "b", "d"] and not outcome.ok
+    assert [s.name for s, _ in outcome.failed] == ["b"] and [s.name for s in outcome.blocked] == ["c"]
+    record = store.record(plan[1])
+    assert record["status"] == "failed" and record["error"] == "RuntimeError: out of demos"
+    assert "out of demos" in (store.path(plan[1]) / "error.log").read_text()
+    calls.clear()
+    outcome = execute(plan, store, progress=False, runner=lambda s, d, i, p: calls.append(s.name) or {})
+    assert calls == ["b", "c"] and outcome.ok  # finished stages are never redone
+    assert [s.name for s in outcome.skipped] == ["a", "d"]
+
+
+def test_inputs_reach_the_runner_as_their_directories(tmp_path):
+    store, plan, seen = RunStore(tmp_path), _chain(), {}
+    execute(plan, store, progress=False, runner=lambda s, d, i, p: seen.setdefault(s.name, i) and {})
+    assert seen["c"] == {"sft": store.path(plan[1])} and seen["a"] == {}
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"key": "other", "status": "done"}'])
+def test_a_corrupt_record_is_refused(tmp_path, content):
+    store, plan = RunStore(tmp_path), _chain()
+    store.path(plan[0]).mkdir(parents=True)
+    (store.path(plan[0]) / "stage.json").write_text(content)
+    with pytest.raises(StoreError, match="delete .* to recompute that stage"):
+        store.is_done(plan[0])
+
+
+def test_cli_refuses_bad_input_with_one_line(tmp_path):
+    cases = [["--suite", "nope"], ["--suite", "object", "--methods", "ppo"], ["--suite", "object", "--profile", "x"],
+             ["--suite", "object", "--profile", "paper"], ["--suite", "object", "--tasks", "10"],
+             ["--suite", "object", "--seeds", "-1"]]
+    for args in cases:
+        proc = subprocess.run([*CLI, *args, "--store", str(tmp_path), "--dry-run"], capture_output=True, text=True,
+                              check=False)
+        lines = [ln for ln in proc.stderr.splitlines() if "robosuite" not in ln.lower()]
+        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, (args, proc.stderr)
+
+
+def test_dry_run_shows_cached_stages(tmp_path):
+    plan = build_plan("libero_object", "smoke")
+    store = RunStore(tmp_path)
+    store.begin(plan[0], {})
+    store.finish(plan[0], {}, 1.0)
+    proc = subprocess.run([*CLI, "--suite", "object", "--store", str(tmp_path), "--dry-run"], capture_output=True,
+                          text=True, check=True)
+    demos_line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| demos"))
+    assert "cached" in demos_line and json.loads((store.path(plan[0]) / "stage.json").read_text())["status"] == "done"
