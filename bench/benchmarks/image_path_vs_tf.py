@@ -24,6 +24,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -216,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         report = {"benchmark": "image_path_vs_tf", "smoke": args.smoke, "frames": len(frames),
                   "rows": [{"stage": st, "variant": n, **s} for st, n, s in rows],
                   "provenance": provenance(frames_sha256=digest, tensorflow=tf.__version__,
-                                           pillow=Image.__version__, simplejpeg=_has_simplejpeg())}
+                                           pillow=Image.__version__,
+                                           simplejpeg=metadata.version("simplejpeg") if _has_simplejpeg() else None)}
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0
 

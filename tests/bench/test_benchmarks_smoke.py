@@ -8,6 +8,7 @@ and Triton and has no CPU path.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import subprocess
@@ -17,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from bench.benchmarks.smoke import parse_args
 
-pytestmark = pytest.mark.libero
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(module: str, *args: str) -> None:
@@ -40,6 +41,20 @@ def _positive(*values: float) -> bool:
     return all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in values)
 
 
+def test_smoke_sizes_give_way_to_explicit_options() -> None:
+    def parser() -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser()
+        p.add_argument("--seeds", default="0,1,2,3,4")
+        p.add_argument("--rounds", type=int, default=50)
+        return p
+
+    smoke = {"seeds": "0", "rounds": 2}
+    assert vars(parse_args(parser(), [], smoke)) == {"seeds": "0,1,2,3,4", "rounds": 50, "smoke": False}
+    assert vars(parse_args(parser(), ["--smoke"], smoke)) == {"seeds": "0", "rounds": 2, "smoke": True}
+    assert vars(parse_args(parser(), ["--rounds", "7", "--smoke"], smoke)) == {"seeds": "0", "rounds": 7, "smoke": True}
+
+
+@pytest.mark.libero
 def test_rollout_overhead_smoke(tmp_path) -> None:
     _run("bench.benchmarks.rollout_overhead", "--out", str(tmp_path))
     report = _report(tmp_path / "rollout_overhead.json")
@@ -49,6 +64,7 @@ def test_rollout_overhead_smoke(tmp_path) -> None:
     assert math.isfinite(row["overhead_pct"])
 
 
+@pytest.mark.libero
 def test_policy_inference_smoke(tmp_path) -> None:
     _run("bench.benchmarks.policy_inference", "--out", str(tmp_path))
     report = _report(tmp_path / "policy_inference.json")
@@ -62,6 +78,7 @@ def test_policy_inference_smoke(tmp_path) -> None:
     assert 0 < share < 1
 
 
+@pytest.mark.libero
 def test_demo_generation_smoke(tmp_path) -> None:
     _run("bench.benchmarks.demo_generation", "--out", str(tmp_path))
     report = _report(tmp_path / "demo_generation.json")
@@ -75,6 +92,7 @@ def test_demo_generation_smoke(tmp_path) -> None:
                                             "episode_over_bare", "demo_over_bare", "reset_share")))
 
 
+@pytest.mark.libero
 def test_image_path_render_smoke(tmp_path) -> None:
     """The project-venv half (rendering); the comparison needs TensorFlow, which is not a project dependency."""
     out = tmp_path / "frames.npz"
