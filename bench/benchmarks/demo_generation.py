@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.benchmarks.smoke import parse_args
+
 
 def _bare_steps_per_s(env, state: np.ndarray, actions: np.ndarray) -> float:
     """LIBERO's env alone: set the start state, step the same actions; no observation processing or expert."""
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", default="libero_object")
     parser.add_argument("--task", type=int, default=0)
     parser.add_argument("--seeds", default="0,1,2,3,4")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, {"seeds": "0"})
 
     from tgrpo.envs.protocol import resolve_suite
     from tgrpo.provenance import provenance
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary, indent=1))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "demo_generation.json").write_text(json.dumps(
-        {"summary": summary, "rows": rows, "provenance": provenance()}, indent=1) + "\n")
+        {"summary": summary, "smoke": args.smoke, "rows": rows, "provenance": provenance()}, indent=1) + "\n")
     return 0
 
 

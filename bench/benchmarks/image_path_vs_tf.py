@@ -7,6 +7,8 @@ Two modes, run in two environments (TensorFlow is not a project dependency):
     # an env with tensorflow-cpu, numpy 1.26.4, Pillow (+ simplejpeg for the IFAST rows): compare, print a table
     python -m bench.benchmarks.image_path_vs_tf --frames /tmp/frames.npz [--json OUT.json]
 
+`--smoke` shrinks either mode to seconds (one suite, one init state, two frames) for the tests.
+
 The TF reference is OpenVLA's `libero_utils.resize_image` (JPEG encode/decode, lanczos3 antialiased resize, round,
 clip, cast) and `openvla_utils.crop_and_resize` (center crop of area 0.9, bilinear `tf.image.crop_and_resize`
 back to 224, float32 in [0, 1], `convert_image_dtype(..., saturate=True)`). Stages are compared on the same input,
@@ -16,38 +18,44 @@ so each row isolates one stage; "whole" chains them. docs/image_preprocessing.md
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
 import time
 from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from bench.benchmarks.smoke import parse_args
 from tgrpo.envs import observation as ours
 
-SUITE_TASKS = (("libero_spatial", 0), ("libero_object", 0), ("libero_goal", 0), ("libero_10", 0))
+SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10")  # task 0 of each
 INIT_STATES = (0, 1, 2)
 FRAME_STEPS = (0, 10, 25)  # policy steps (random actions, seed 0) after the 10 wait steps
 SIZE = 224
 
 
-def render_frames(out: str) -> None:
-    """Raw agentview frames (as robosuite returns them, before the 180 degree rotation) at 256x256."""
+def render_frames(out: str, suites: list[str], init_states: list[int], frame_steps: list[int]) -> None:
+    """Raw agentview frames (as robosuite returns them, before the 180 degree rotation) at 256x256, of task 0 of
+    each suite, from each official init state, after each number of policy steps."""
     from tgrpo.envs.libero_env import LiberoEnv, official_start
     from tgrpo.envs.observation import ObsConfig
     from tgrpo.envs.protocol import Protocol
 
     rng = np.random.default_rng(0)
     frames, meta = [], []
-    for suite, task in SUITE_TASKS:
+    task = 0
+    for suite in suites:
         env = LiberoEnv(suite, task, ObsConfig(mode="image", camera_resolution=256), Protocol(num_wait_steps=10))
-        for k in INIT_STATES:
+        for k in init_states:
             env.start_episode(official_start(suite, task, k))
             raw = env.sim_env._get_observations(force_update=True)
-            for t in range(max(FRAME_STEPS) + 1):
-                if t in FRAME_STEPS:
+            for t in range(max(frame_steps) + 1):
+                if t in frame_steps:
                     frames.append(np.array(raw["agentview_image"], dtype=np.uint8))
                     meta.append((suite, task, k, t))
                 action = np.concatenate([rng.uniform(-0.5, 0.5, 6), [rng.choice([-1.0, 1.0])]])
@@ -176,20 +184,25 @@ def compare(frames: np.ndarray) -> list[tuple[str, str, dict[str, float]]]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--render-frames", metavar="OUT.npz", help="render frames (project venv) and exit")
     ap.add_argument("--frames", metavar="FILE.npz", help="compare on these frames (needs tensorflow; simplejpeg optional)")
-    ap.add_argument("--json", metavar="OUT.json", help="also write the rows as JSON")
-    args = ap.parse_args()
+    ap.add_argument("--json", metavar="OUT.json", help="also write the rows, with provenance, as JSON")
+    ap.add_argument("--suites", default=",".join(SUITES), help="render: task 0 of each of these suites")
+    ap.add_argument("--init-states", default=",".join(map(str, INIT_STATES)), help="render: official init states")
+    ap.add_argument("--frame-steps", default=",".join(map(str, FRAME_STEPS)), help="render: policy steps per frame")
+    ap.add_argument("--max-frames", type=int, default=None, help="compare: the first N frames only")
+    args = parse_args(ap, argv, {"suites": "libero_object", "init_states": "0", "frame_steps": "0,2", "max_frames": 2})
     if args.render_frames:
-        render_frames(args.render_frames)
-        return
+        render_frames(args.render_frames, args.suites.split(","), [int(k) for k in args.init_states.split(",")],
+                      [int(t) for t in args.frame_steps.split(",")])
+        return 0
     if not args.frames:
         ap.error("give --render-frames OUT.npz or --frames FILE.npz")
     import tensorflow as tf
 
-    frames = np.load(args.frames)["frames"]
+    frames = np.load(args.frames)["frames"][:args.max_frames]
     rows = compare(frames)
     print(f"{len(frames)} frames {frames.shape[1:]}; tensorflow {tf.__version__}, numpy {np.__version__}, "
           f"Pillow {Image.__version__}")
@@ -198,9 +211,17 @@ def main() -> None:
         print(f"| {stage} | {name} | {s['mean_abs']:.4f} | {s['max']} | {s['frac_eq']:.4%} | {s['frac_gt2']:.4%} "
               f"| {s['frac_gt8']:.4%} | {s['psnr_db']:.2f} | {s['ms_per_frame']:.2f} |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump([{"stage": st, "variant": n, **s} for st, n, s in rows], f, indent=1)
+        from tgrpo.provenance import provenance
+
+        digest = hashlib.sha256(Path(args.frames).read_bytes()).hexdigest()
+        report = {"benchmark": "image_path_vs_tf", "smoke": args.smoke, "frames": len(frames),
+                  "rows": [{"stage": st, "variant": n, **s} for st, n, s in rows],
+                  "provenance": provenance(frames_sha256=digest, tensorflow=tf.__version__,
+                                           pillow=Image.__version__,
+                                           simplejpeg=metadata.version("simplejpeg") if _has_simplejpeg() else None)}
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -30,6 +30,7 @@ def main() -> None:
     from bench.profiling.cases import Case, build
     from bench.profiling.timing import _time_cuda_call
     from tgrpo.kernels import logits as row_kernel
+    from tgrpo.provenance import provenance
 
     def fused_call(chunk: int):
         """`ours-fused` of the profile, its `fused_policy_loss` bound to `chunk_tokens=chunk` while it is built."""
@@ -62,7 +63,8 @@ def main() -> None:
         torch.cuda.empty_cache()
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "shape": SHAPE}
-    (args.out / "loss_tuning.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    report = {"meta": meta, "rows": rows, "provenance": provenance()}
+    (args.out / "loss_tuning.json").write_text(json.dumps(report, indent=1))
     ok = sorted((r for r in rows if r.get("chunk_tokens") and "error" not in r), key=lambda r: r["median_ms"])
     print("\nbest (median ms, best ms, peak MiB, chunk, block_v, warps):")
     for r in ok[:6]:

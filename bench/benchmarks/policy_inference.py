@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.benchmarks.smoke import parse_args
+
 VARIANTS = ("state", "state+lora", "image")  # state+lora: the RL setting (LoRA rank 32 on every linear layer)
 
 
@@ -80,9 +82,9 @@ def _sim_steps_per_s(steps: int) -> float:
         env.close()
 
 
-def _group_rollout_share(steps: int, repeats: int) -> list[float]:
-    """Per repeat: the fraction of a group rollout's wall time spent in `act()` (4 workers, libero_object task 0,
-    state mode, sampling, every trajectory run for `steps` steps)."""
+def _group_rollout_share(steps: int, repeats: int, workers: int) -> list[float]:
+    """Per repeat: the fraction of a group rollout's wall time spent in `act()` (`workers` trajectories,
+    libero_object task 0, state mode, sampling, every trajectory run for `steps` steps)."""
     from tgrpo.envs.libero_env import official_start
     from tgrpo.envs.observation import ObsConfig
     from tgrpo.envs.protocol import Protocol
@@ -101,13 +103,15 @@ def _group_rollout_share(steps: int, repeats: int) -> list[float]:
     policy.act = timed_act
     spec = EnvSpec("libero_object", 0, ObsConfig(mode="state"), Protocol(episode_start="restore"))
     shares = []
-    with WorkerPool(4) as pool:
-        pool.ensure_many({i: spec for i in range(4)})
+    with WorkerPool(workers) as pool:
+        pool.ensure_many({i: spec for i in range(workers)})
         for k in range(repeats):
             spent[0] = 0.0
             start = time.perf_counter()
-            group_rollout(pool, spec, policy, official_start("libero_object", 0, k), stop_rule="independent",
-                          max_steps=steps, mode="sample")
+            r = group_rollout(pool, spec, policy, official_start("libero_object", 0, k), stop_rule="independent",
+                              max_steps=steps, mode="sample")
+            if failed := [e for e in r.errors if e]:  # a failed trajectory would shrink the simulator's share
+                raise RuntimeError(f"group rollout failed: {failed[0]}")
             shares.append(spent[0] / (time.perf_counter() - start))
     return shares
 
@@ -120,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the SFT/eval default is 1)")
     parser.add_argument("--sim-steps", type=int, default=100)
     parser.add_argument("--group-steps", type=int, default=100, help="steps of each group rollout (0: skip)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--group-repeats", type=int, default=3, help="group rollouts timed")
+    parser.add_argument("--group-workers", type=int, default=4, help="trajectories (worker processes) per group")
+    args = parse_args(parser, argv, {"batches": "1,2", "rounds": 2, "sim_steps": 5, "group_steps": 3,
+                                     "group_repeats": 1, "group_workers": 2})
 
     import torch
 
@@ -142,13 +149,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{variant:10s} batch {batch}: {row['actions_per_s']:8.1f} actions/s "
                   f"({row['act_vs_reference']:.1f}x the uncached module path, "
                   f"{row['policy_vs_sim']:.1f}x the simulator's steps/s)", flush=True)
-    shares = _group_rollout_share(args.group_steps, repeats=3) if args.group_steps else []
+    shares = (_group_rollout_share(args.group_steps, args.group_repeats, args.group_workers)
+              if args.group_steps else [])
     if shares:
-        print(f"group rollout (4 workers, state+lora, batch 4): act() takes "
+        print(f"group rollout ({args.group_workers} workers, state+lora, batch {args.group_workers}): act() takes "
               f"{', '.join(f'{100 * x:.1f}' for x in shares)} % of the wall time", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"benchmark": "policy_inference", "threads": args.threads, "rounds": args.rounds, "rows": rows,
-              "group_rollout_policy_share": shares, "provenance": provenance()}
+    report = {"benchmark": "policy_inference", "smoke": args.smoke, "threads": args.threads, "rounds": args.rounds,
+              "rows": rows, "group_workers": args.group_workers, "group_rollout_policy_share": shares,
+              "provenance": provenance()}
     (args.out / "policy_inference.json").write_text(json.dumps(report, indent=2))
     return 0
 

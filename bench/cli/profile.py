@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--quick", dest="grid", action="store_const", const="quick", help="same as --grid quick"
     )
     parser.add_argument(
+        "--smoke", dest="grid", action="store_const", const="smoke", help="same as --grid smoke (seconds, for tests)"
+    )
+    parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if present"
     )
     parser.add_argument("--kernel", choices=(*KERNELS, "all"), default="all", help="which kernels to time")

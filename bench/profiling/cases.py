@@ -158,9 +158,11 @@ def _loss_call(case: Case, device: str) -> Callable[[], object]:
     seq = torch.arange(steps, device=device) * TRAJECTORIES_PER_GROUP // steps
     rows = (old, ref, adv, mask)
 
-    def backward(loss: torch.Tensor) -> None:
+    def backward(loss: torch.Tensor) -> torch.Tensor:
+        """Run the backward pass; the loss value comes back (for the tests; nothing else reads it)."""
         loss.backward()
         hidden.grad = None  # the gradient counts in the call's peak memory, not in the next call's baseline
+        return loss.detach()
 
     if case.impl == "naive-eager":
         return lambda: backward(naive_fused_loss(hidden, weight, targets, *rows, ratio="token").loss)
@@ -178,13 +180,13 @@ def _loss_call(case: Case, device: str) -> Callable[[], object]:
     if case.impl == "liger-triton-grpo":
         from liger_kernel.transformers.grpo_loss import triton_grpo_loss
 
-        def liger_triton() -> None:
+        def liger_triton() -> torch.Tensor:
             logits = hidden @ weight.T
             loss, _ = triton_grpo_loss(
                 logits, old, ref, targets, adv, mask.int(), temperature=1.0, beta=0.04,
                 eps_low=0.2, eps_high=0.2, loss_type="grpo", reduce=True,
             )  # fmt: skip
-            backward(loss)
+            return backward(loss)
 
         return liger_triton
     if case.impl == "liger-fused-linear-grpo":
@@ -192,19 +194,19 @@ def _loss_call(case: Case, device: str) -> Callable[[], object]:
 
         fn = LigerFusedLinearGRPOLoss(beta=0.04, chunk_size=64, loss_type="grpo", temperature=1.0)
 
-        def liger_fused() -> None:
+        def liger_fused() -> torch.Tensor:
             out = fn(
                 hidden, weight, targets, mask.int(), adv, ref_per_token_logps=ref, old_per_token_logps=old
             )
-            backward(out[0] if isinstance(out, tuple) else out)
+            return backward(out[0] if isinstance(out, tuple) else out)
 
         return liger_fused
     if case.impl == "floor-matmul":
         h2 = hidden.detach().reshape(-1, hidden_size)
 
-        def matmuls() -> None:
+        def matmuls() -> torch.Tensor:
             logits = h2 @ weight.T
-            torch.mm(logits, weight)
+            return torch.mm(logits, weight)
 
         return matmuls
     raise ValueError(f"unknown loss implementation {case.impl!r}")

@@ -12,6 +12,7 @@ import torch
 from bench.profiling import report as rep
 from bench.profiling.cases import IMPL_TEXT, cases
 from bench.profiling.timing import time_cpu, time_cuda
+from tgrpo.provenance import provenance
 
 CPU_ROUNDS = {"smoke": (1, 0.02), "quick": (3, 1.0), "full": (3, 1.0)}  # (min rounds, max seconds per case)
 CUDA_REPS = {"smoke": (1, 3), "quick": (1, 20), "full": (3, 20)}  # (warm-up calls, timed calls)
@@ -59,6 +60,7 @@ def profile(
         "results": rows,
         "targets": rep.evaluate_targets(rows, env),
         "notes": notes + [f"{impl}: {IMPL_TEXT[impl]}" for impl in impls],
+        "provenance": provenance(),
     }
     (out_dir / "kernels.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "kernels.md").write_text(rep.markdown(report))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from bench.cli import main
 from bench.profiling import report as rep
 from bench.profiling.cases import GRIDS, IMPL_TEXT, IMPLS, Case, build, cases, loss_flops
+from bench.profiling.reference import loop_advantage
 from bench.profiling.timing import Timing
 
 
@@ -28,10 +30,26 @@ def test_grids_cover_the_target_shapes() -> None:
     assert loss_flops((2048, 7, 4096, 32064)) == 4 * 2048 * 7 * 4096 * 32064
 
 
-def test_every_cpu_call_runs() -> None:
+def test_every_cpu_call_computes_what_it_names() -> None:
+    """Each timed CPU call of the smoke grid returns its kernel's result on the case's inputs: the advantage as the
+    paper's loops compute it from the seeded rewards, the three token-ratio losses (eager, fused, log-probs then
+    loss) one value, the paper-config loss another finite value, the floor the [steps * T, H] input gradient."""
     todo, _ = cases("cpu", "smoke", ("advantage", "loss"))
-    for case in todo:
-        build(case, "cpu")()
+    out = {c.impl: build(c, "cpu")() for c in todo}
+    assert len(out) == len(todo) == len(IMPLS[("advantage", "cpu")]) + len(IMPLS[("loss", "cpu")])
+    (adv_shape,), ((steps, tokens, hidden, _),) = GRIDS["cpu"]["smoke"]["advantage"], GRIDS["cpu"]["smoke"]["loss"]
+    torch.manual_seed(0)
+    rewards = torch.randn(adv_shape)
+    assert torch.equal(out["floor-copy"], rewards)
+    expected = loop_advantage(rewards)
+    assert torch.equal(out["loop-reference"], expected)
+    torch.testing.assert_close(out["ours"], expected.float(), rtol=1e-5, atol=1e-5)
+    token = out["naive-eager"]
+    assert token.shape == () and math.isfinite(token.item())
+    torch.testing.assert_close(out["ours-fused-token"], token, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["ours-logprobs+loss"], token, rtol=1e-5, atol=1e-6)
+    assert math.isfinite(out["ours-fused"].item()) and abs(out["ours-fused"].item() - token.item()) > 1e-6
+    assert out["floor-matmul"].shape == (steps * tokens, hidden)
 
 
 def _timings(todo: list[Case], ms: dict[str, float]) -> dict[str, Timing]:
@@ -95,17 +113,16 @@ def test_gpu_targets_are_judged_on_cuda_runs() -> None:
 
 
 def test_cli_writes_json_and_markdown(tmp_path) -> None:
-    assert (
-        main(
-            ["profile", "--grid", "smoke", "--kernel", "advantage", "--device", "cpu", "--out", str(tmp_path)]
-        )
-        == 0
-    )
+    """`--smoke` (the smoke grid, both kernels): one timed row per case, each a finite positive time, and the
+    provenance block."""
+    assert main(["profile", "--smoke", "--device", "cpu", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "kernels.json").read_text())
     assert report["schema"] == rep.SCHEMA and report["environment"]["device"]["kind"] == "cpu"
     assert report["environment"]["versions"]["torch"] == torch.__version__
-    assert {r["impl"] for r in report["results"]} == {"ours", "loop-reference", "floor-copy"}
-    assert all(r["median_ms"] > 0 and r["error"] is None for r in report["results"])
+    assert [r["id"] for r in report["results"]] == [c.id for c in cases("cpu", "smoke", ("advantage", "loss"))[0]]
+    assert all(math.isfinite(r["median_ms"]) and r["median_ms"] > 0 and r["error"] is None
+               for r in report["results"])
+    assert report["provenance"]["packages"]["torch"] and "git_sha" in report["provenance"]
     assert "pytest-benchmark" in report["timer"]
     assert report["environment"]["device"]["torch_threads"] == 1  # the CPU default, restored afterwards
     assert "# Kernel profile" in (tmp_path / "kernels.md").read_text()
