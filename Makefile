@@ -9,7 +9,8 @@ export PYOPENGL_PLATFORM ?= egl
 # EGL (Mesa llvmpipe on CPU machines) for the simulator's offscreen renderer.
 APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libglvnd0
 
-.PHONY: setup apt venv test test-slow test-kernels bench lint lock clean docker docker-smoke docker-ci fixture-tables
+.PHONY: setup apt venv test test-slow test-kernels bench lint lock clean docker docker-smoke docker-ci fixture-tables \
+	reproduce
 
 setup: apt venv
 
@@ -37,6 +38,15 @@ test-kernels:
 
 test-slow:
 	$(VENV)/bin/pytest -m "slow" -q
+
+# The reproduction pipeline (docs/reproduce.md): make reproduce SUITE=long [PROFILE=smoke|small] [METHODS=tgrpo,grpo]
+# [TASKS=0,3] [SEEDS=0,1] [DRY_RUN=1]. Rerunning skips finished stages and resumes a killed one.
+SUITE ?=
+PROFILE ?= smoke
+reproduce:
+	@test -n "$(SUITE)" || { echo "make reproduce: give SUITE=spatial|object|goal|long" >&2; exit 2; }
+	$(VENV)/bin/tgrpo-bench reproduce --suite $(SUITE) --profile $(PROFILE) $(if $(METHODS),--methods $(METHODS)) \
+	  $(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DRY_RUN),--dry-run)
 
 # Speed targets are benchmarks, never timed tests; reports land in results/bench/ (copy figures into docs/).
 bench:

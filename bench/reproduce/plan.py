@@ -20,6 +20,9 @@ SFT_S_PER_DEMO_EPOCH = 0.24
 EVAL_S_PER_EPISODE = 2.6
 RL_S_PER_ITERATION = 17.0
 OBJECT_HORIZON = 280
+# Worker spawn and env build per simulator stage; the smoke pipeline of LIBERO-10 took 35 s (demos), 62 s (SFT eval,
+# 2 failing episodes of 520 steps) and 67-72 s (RL) with other jobs on both cores: 4 min 3 s in all.
+STAGE_OVERHEAD_S = 30.0
 
 CODE = {  # what each stage's output depends on (its key covers these sources)
     "demos": ("tgrpo/experts", "tgrpo/envs", "tgrpo/data"),
@@ -66,7 +69,7 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
     demo_tasks = tuple(range(TASKS_PER_SUITE)) if p.demo_tasks == "all" else tasks
     demos = Stage("demos", suite, {"suite": suite, "tasks": list(demo_tasks), "per_task": p.demos_per_task,
                                     "action_noise": DEMO_ACTION_NOISE, "seed": 0, "episode_start": "restore"},
-                  code=CODE["demos"], estimate_s=DEMO_S * p.demos_per_task * len(demo_tasks) * horizon)
+                  code=CODE["demos"], estimate_s=STAGE_OVERHEAD_S + DEMO_S * p.demos_per_task * len(demo_tasks) * horizon)
     sft = Stage("sft", f"{suite}-{profile}", {"suite": suite, "profile": profile, "variant": "state",
                                                "epochs": p.sft_epochs, "seed": 0},
                 (demos,), CODE["sft"],
@@ -76,7 +79,7 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
     if "sft" in methods or rl_methods:
         plan.append(Stage("eval", f"sft-{suite}-{profile}", {"suite": suite, "tasks": list(tasks),
                                                              "episodes": p.eval_episodes, "obs": "state"},
-                          (sft,), CODE["eval"], EVAL_S_PER_EPISODE * p.eval_episodes * len(tasks) * horizon))
+                          (sft,), CODE["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * len(tasks) * horizon))
     iterations, max_steps = _rl_defaults(profile)
     rl_horizon = (max_steps or MAX_POLICY_STEPS[suite]) / OBJECT_HORIZON
     for method in rl_methods:
@@ -86,7 +89,7 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
                                   {"method": method, "suite": suite, "task": task, "seed": seed, "profile": profile,
                                    "eval_episodes": p.eval_episodes},
                                   (sft,), CODE["rl"],
-                                  RL_S_PER_ITERATION * iterations * rl_horizon
+                                  STAGE_OVERHEAD_S + RL_S_PER_ITERATION * iterations * rl_horizon
                                   + EVAL_S_PER_EPISODE * p.eval_episodes * horizon))
     return plan
 
