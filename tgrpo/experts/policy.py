@@ -4,7 +4,7 @@ Per env slot it plans skills from the task's goal literals at the first step and
 literal is already true is skipped, and once all skills ran while some literal is still false the remaining ones
 are planned again (at most `max_replans` times). The stage each step was taken in is recorded: `stage(slot)` is
 the current one, `stage_log(slot)` the per-step history, `transitions(slot)` the steps where a stage began with the
-end-effector pose there (the key poses of `tgrpo.data.keyposes`).
+end-effector pose there (the stage entry poses of `tgrpo.rewards.keyposes`).
 """
 
 from __future__ import annotations

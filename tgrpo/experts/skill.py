@@ -2,9 +2,9 @@
 
 A skill reads a `Scene` each step and returns one action. Its stage index only moves forward, except on a
 detected failure (an empty grasp, a slipped handle), when it goes back to an earlier stage and counts a retry.
-Stage names are the key-pose vocabulary of `tgrpo.data.keyposes`: the end-effector pose on entering each stage is
-a key pose. The skills themselves live in `pick_place`, `articulated` (drawers, doors, knobs), `push` and
-`enclosure`; the geometry they share in `geometry`.
+Stage names are the vocabulary of the demonstrations' stage entry poses (`tgrpo.rewards.keyposes`): the
+end-effector pose on entering each stage is recorded there. The skills themselves live in `pick_place`,
+`articulated` (drawers, doors, knobs), `push` and `enclosure`; the geometry they share in `geometry`.
 """
 
 from __future__ import annotations
