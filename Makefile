@@ -62,7 +62,7 @@ lint:
 # Per-episode fixture placements of OpenVLA's sequential run (committed; about 35 min per suite on one core).
 # Existing tables are kept; delete one to regenerate it after a simulator upgrade.
 fixture-tables:
-	for suite in libero_spatial libero_object libero_goal libero_10; do $(PY) -m tgrpo.envs.fixtures --suite $$suite || exit 1; done
+	for suite in libero_spatial libero_object libero_goal libero_10; do $(PY) -m bench.fixture_tables --suite $$suite || exit 1; done
 
 # Regenerate the single pin file after changing pyproject.toml's dependencies.
 lock:
