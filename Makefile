@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-# Rendering: robosuite 1.4 forces EGL unless MUJOCO_GL is exactly osmesa or glx (PROTOCOL.md section 4).
+# Rendering: robosuite 1.4 forces EGL unless MUJOCO_GL is exactly osmesa or glx (docs/protocol.md, "Rendering").
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 # EGL (Mesa llvmpipe on CPU machines) for the simulator's offscreen renderer.

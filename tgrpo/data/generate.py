@@ -8,7 +8,7 @@ Layout under `out_dir` (default ``data/demos``)::
     data/keyposes/<suite>.json             stage entry poses (tgrpo.rewards.keyposes), merged per finished task
 
 A killed run resumes from the parts: finished tasks are skipped, a task in progress continues with its next seed.
-Each worker process holds one env (spawned, never forked: PROTOCOL.md section 5) and runs the expert in-process.
+Each worker process holds one env (spawned, never forked: docs/protocol.md, "Rendering") and runs the expert in-process.
 """
 
 from __future__ import annotations
