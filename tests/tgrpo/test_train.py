@@ -35,8 +35,8 @@ def _cfg(init, out, method="tgrpo", **kw):
 
 
 def _paper_advantage(rewards: np.ndarray, a1: float, a2: float) -> np.ndarray:
-    """The advantages of docs/algorithm.md ("Advantages") as loops: z-scores with 1/(N-1) std plus the configured
-    eps 1e-6; an all-equal group gives 0."""
+    """PROTOCOL.md section 1 as loops: z-scores with 1/(N-1) std plus the configured eps 1e-6 (docs/algorithm.md);
+    an all-equal group gives 0."""
     eps = 1e-6
     n, m = rewards.shape
     out = np.zeros((n, m))
