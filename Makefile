@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-# Rendering: robosuite 1.4 forces EGL unless MUJOCO_GL is exactly osmesa or glx (PROTOCOL.md section 4).
+# Rendering: robosuite 1.4 forces EGL unless MUJOCO_GL is exactly osmesa or glx (docs/protocol.md, "Rendering").
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 # EGL (Mesa llvmpipe on CPU machines) for the simulator's offscreen renderer.
@@ -72,7 +72,7 @@ lint:
 # Per-episode fixture placements of OpenVLA's sequential run (committed; about 35 min per suite on one core).
 # Existing tables are kept; delete one to regenerate it after a simulator upgrade.
 fixture-tables:
-	for suite in libero_spatial libero_object libero_goal libero_10; do $(PY) -m tgrpo.envs.fixtures --suite $$suite || exit 1; done
+	for suite in libero_spatial libero_object libero_goal libero_10; do $(PY) -m bench.fixture_tables --suite $$suite || exit 1; done
 
 # Regenerate the single pin file after changing pyproject.toml's dependencies.
 lock:

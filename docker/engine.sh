@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start or stop a Docker engine by hand (Debian's docker.io; no systemd here). PROTOCOL.md section 5.
+# Start or stop a Docker engine by hand (Debian's docker.io; no systemd here). docs/container.md, "Hosts without a registry".
 #   docker/engine.sh start   # prints "started <pid>" or "running" (an engine already answered); exit 1 if none can start
 #   docker/engine.sh stop    # stops only the dockerd this script started (its pidfile), waits for it to exit
 #   docker/engine.sh status  # exit 0 when an engine answers

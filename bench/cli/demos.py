@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _request(args):
     from tgrpo.data.generate import DemoRequest
-    from tgrpo.data.keyposes import KEYPOSE_ROOT
     from tgrpo.envs.protocol import TASKS_PER_SUITE, check_task_ids, resolve_suite
+    from tgrpo.rewards.keyposes import STAGE_POSE_ROOT
 
     try:
         suite = resolve_suite(args.suite)
@@ -54,13 +54,13 @@ def _request(args):
             raise ValueError("--no-wrist only applies with --images")
     except ValueError as err:
         raise UsageError(str(err)) from err
-    for root in (args.out, args.keyposes or KEYPOSE_ROOT):
+    for root in (args.out, args.keyposes or STAGE_POSE_ROOT):
         try:
             Path(root).mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UsageError(f"cannot create {root}: {err}") from err
     return DemoRequest(suite=suite, task_ids=tuple(tasks), per_task=args.per_task, out_dir=args.out,
-                       keypose_root=args.keyposes or KEYPOSE_ROOT, images=args.images, wrist=not args.no_wrist,
+                       keypose_root=args.keyposes or STAGE_POSE_ROOT, images=args.images, wrist=not args.no_wrist,
                        privileged=not args.no_privileged, seed=args.seed, workers=args.workers,
                        max_attempts_factor=args.max_attempts_factor, episode_start=args.episode_start,
                        action_noise=args.action_noise)
@@ -68,7 +68,7 @@ def _request(args):
 
 def run(args: argparse.Namespace) -> int:
     from tgrpo.data.generate import generate
-    from tgrpo.data.keyposes import keyposes_path
+    from tgrpo.rewards.keyposes import stage_poses_path
 
     request = _request(args)
     summary = generate(request, progress=not args.no_progress)
@@ -84,6 +84,6 @@ def run(args: argparse.Namespace) -> int:
     for t, err in sorted(summary["errors"].items()):
         print(f"task {t}: ERROR {err}")
     print(f"datasets: {Path(args.out) / request.suite}", file=sys.stderr)
-    print(f"key poses: {keyposes_path(request.suite, request.keypose_root)}", file=sys.stderr)
+    print(f"key poses: {stage_poses_path(request.suite, request.keypose_root)}", file=sys.stderr)
     print(json.dumps({"env_steps": summary["env_steps"], "wall_s": summary["wall_s"]}), file=sys.stderr)
     return 1 if (incomplete or summary["errors"]) else 0

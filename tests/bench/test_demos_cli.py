@@ -32,8 +32,8 @@ def test_unwritable_output_exits_2(tmp_path, capsys):
 @pytest.mark.libero
 def test_one_demo_dataset_keyposes_and_resume(tmp_path, capsys):
     from tgrpo.data.hdf5 import LiberoDataset
-    from tgrpo.data.keyposes import load_keyposes
     from tgrpo.envs.libero_env import official_init_states, task_info
+    from tgrpo.rewards.keyposes import load_stage_poses
 
     out, keys = tmp_path / "demos", tmp_path / "keyposes"
     argv = ["demos", "--suite", "object", "--tasks", "0", "--per-task", "1", "--out", str(out),
@@ -53,7 +53,7 @@ def test_one_demo_dataset_keyposes_and_resume(tmp_path, capsys):
         init = ds.init_states()
     official = official_init_states("libero_object", 0)
     assert np.abs(official[:, 1:] - init[0][None, 1:]).max(axis=1).min() > 1e-3  # not an evaluation state
-    doc = load_keyposes("object", keys)
+    doc = load_stage_poses("object", keys)
     stages = doc["tasks"][name]["stages"]
     labels = [s["label"] for s in stages]
     assert labels[:4] == ["pick_place/approach", "pick_place/descend", "pick_place/grasp", "pick_place/lift"]

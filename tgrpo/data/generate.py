@@ -5,10 +5,10 @@ Layout under `out_dir` (default ``data/demos``)::
     <suite>/<task_name>_demo.hdf5          the task's dataset (LIBERO layout), written once the task has its demos
     <suite>/<task_name>.parts/demo_XXXX.hdf5   one successful demo each, written atomically as it finishes
     <suite>/<task_name>.parts/attempts.jsonl  one line per attempt (seed, success, steps): seeds are never reused
-    data/keyposes/<suite>.json             reference key poses, merged per finished task
+    data/keyposes/<suite>.json             stage entry poses (tgrpo.rewards.keyposes), merged per finished task
 
 A killed run resumes from the parts: finished tasks are skipped, a task in progress continues with its next seed.
-Each worker process holds one env (spawned, never forked: PROTOCOL.md section 5) and runs the expert in-process.
+Each worker process holds one env (spawned, never forked: docs/protocol.md, "Rendering") and runs the expert in-process.
 """
 
 from __future__ import annotations
@@ -101,12 +101,12 @@ def run_task(request: DemoRequest, task_id: int, report) -> dict:
     import numpy as np
 
     from tgrpo.data.hdf5 import merge_demo_files, write_demo_file
-    from tgrpo.data.keyposes import aggregate_task
     from tgrpo.data.record import fresh_start, record_episode
     from tgrpo.envs.libero_env import LiberoEnv, official_init_states, task_info
     from tgrpo.envs.observation import ObsConfig
     from tgrpo.envs.protocol import Protocol
     from tgrpo.experts import ExpertPolicy
+    from tgrpo.rewards.keyposes import aggregate_stage_poses
 
     info = task_info(request.suite, task_id)
     final, parts = task_paths(request, info.name)
@@ -155,7 +155,7 @@ def run_task(request: DemoRequest, task_id: int, report) -> dict:
             transitions = [json.loads(ds.data[k].attrs["stage_transitions"]) for k in ds.keys]
         entry = {"task_id": task_id, "instruction": info.instruction, "num_demos": len(transitions),
                  "goal_literals": [list(g) for g in env.layout.goal_literals],
-                 "stages": aggregate_task(transitions)}
+                 "stages": aggregate_stage_poses(transitions)}
         return {"task_id": task_id, "complete": True, "task_name": info.name, "keyposes": entry,
                 "steps": steps_total, "wall_s": wall_total}
     finally:
@@ -187,7 +187,7 @@ def _worker(request: DemoRequest, tasks, results, parent: int) -> None:
 
 def generate(request: DemoRequest, progress: bool = True) -> dict:
     """Run the request over `workers` processes; returns a summary (per task: complete, demos, attempts)."""
-    from tgrpo.data.keyposes import write_keyposes
+    from tgrpo.rewards.keyposes import write_stage_poses
 
     todo = [t for t in request.task_ids if not task_paths(request, _task_name(request, t))[0].exists()]
     initial = sum(task_progress(request, t) for t in request.task_ids)
@@ -233,9 +233,9 @@ def generate(request: DemoRequest, progress: bool = True) -> dict:
             summary["tasks"][payload["task_id"]] = {k: v for k, v in payload.items() if k != "keyposes"}
             if payload.get("complete"):
                 keyposes[payload["task_name"]] = payload["keyposes"]
-                write_keyposes(request.suite, {payload["task_name"]: payload["keyposes"]}, request.keypose_root,
-                               extra={"source": "successful expert demonstrations from fresh placements",
-                                      "out_dir": str(request.out_dir)})
+                write_stage_poses(request.suite, {payload["task_name"]: payload["keyposes"]}, request.keypose_root,
+                                  extra={"source": "successful expert demonstrations from fresh placements",
+                                         "out_dir": str(request.out_dir)})
         elif kind == "error":
             remaining.discard(payload["task_id"])
             summary["errors"][payload["task_id"]] = payload["error"]

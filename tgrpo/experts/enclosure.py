@@ -18,15 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from tgrpo.experts.control import CLOSE, OPEN, rotation_error, servo, servo_pose, yaw_error
+from tgrpo.experts.geometry import HAND_HALF_WIDTH, facing, obstacle_tops, table_height, yaw_for_finger_axis
 from tgrpo.experts.scene import Scene
-from tgrpo.experts.skills import (
-    HAND_HALF_WIDTH,
-    Skill,
-    facing,
-    obstacle_tops,
-    table_height,
-    yaw_for_finger_axis,
-)
+from tgrpo.experts.skill import RELEASE_MAX_STEPS, RELEASE_MIN_STEPS, WAYPOINT_TOL, Skill
 
 # Handle bar centre in the object's body frame (m), from the collision geoms of LIBERO's mug assets: the bar is
 # 4.3 cm long radially, 1.75 cm wide, 0.8 cm thick, 8 cm above the bottom (`white_yellow_mug_1_g3`).
@@ -36,6 +30,36 @@ HAND_FRONT_MARGIN = 0.019  # the hand stays this far (plus its half width) in fr
 FLOOR_CLEARANCE = 0.03  # the mug's bottom above the region box's bottom while it slides in (the floor is ~0.8 cm up)
 PUSH_HEIGHT = 0.03  # the pushing fingers above the mug's bottom: under the handle bar (7.6 cm up), over the floor
 DEPTH_FRACTION = 0.15  # the pushed mug's origin ends this fraction of the half depth short of the region's centre
+
+# Stage exits (`Skill.stage_done`): `*_TOL` in metres (`*_YAW_TOL`, `*_ROT_TOL` in radians); `*_STEPS`: the most
+# steps a stage runs before it ends anyway.
+APPROACH_TOL = 0.012  # m: the hand is above the handle bar
+APPROACH_YAW_TOL = 0.1  # rad: the fingers across the bar
+APPROACH_STEPS = 80
+DESCEND_Z_TOL = 0.004  # m: the pads at the bar's height
+DESCEND_XY_TOL = 0.006  # m: over the bar
+DESCEND_STEPS = 50
+GRASP_STALL_AFTER = 7  # steps the fingers close before a stalled gap may end the grasp
+GRASP_STALL_WINDOW = 2  # steps over which the finger gap must stop changing
+GRASP_STALL_EPS = 0.0005  # m of finger gap
+GRASP_STEPS = 14
+HOLD_CHECK_AFTER = 12  # steps into the lift before a mug that did not come along counts as lost
+TRANSPORT_XY_TOL = 0.012  # m: in front of the opening
+TRANSPORT_STEPS = 120
+INSERT_Z_TOL = 0.01  # m: at the sliding height (the slide starts there)
+INSERT_XY_TOL = 0.006  # m: the grip at its slide end point
+INSERT_STEPS = 90
+LOWER_STALL_AFTER = 4  # steps before a stalled descent (the mug on the floor) ends the lowering
+LOWER_STALL_EPS = 0.001  # m
+LOWER_STEPS = 30
+RELEASE_GAP = 0.03  # m: finger gap at which the handle counts as let go
+RETREAT_TOL = 0.015  # m: the hand back out of the opening
+RETREAT_STEPS = 40
+TURN_TOL = 0.012  # m: the turned hand in front of the mug's near side
+TURN_STEPS = 90
+PUSH_STEPS = 80
+BACK_TOL = 0.015  # m: the hand back from the pushed mug
+BACK_STEPS = 30
 
 
 def handle_of(obj: str) -> np.ndarray | None:
@@ -111,21 +135,23 @@ class InsertThroughDoor(Skill):
         target = h + np.array([0.0, 0.0, 0.08])
         if self.t == 0:
             self.obj_z0 = scene.pos(self.obj)[2]
-        if (np.linalg.norm(target - scene.eef) < 0.012 and yaw_error(scene, yaw) < 0.1) or self.t > 80:
+        if self.stage_done(np.linalg.norm(target - scene.eef) < APPROACH_TOL
+                           and yaw_error(scene, yaw) < APPROACH_YAW_TOL, limit=APPROACH_STEPS):
             self.next()
         return servo(scene, target, yaw, OPEN)
 
     def _descend(self, scene: Scene) -> np.ndarray:
         h, _ = self.handle(scene)
-        if (abs(h[2] - scene.eef[2]) < 0.004 and np.linalg.norm((h - scene.eef)[:2]) < 0.006) \
-                or (self.t > 6 and self.stalled(scene.eef[2])) or self.t > 50:
+        over = np.linalg.norm((h - scene.eef)[:2]) < DESCEND_XY_TOL
+        if self.stage_done(abs(h[2] - scene.eef[2]) < DESCEND_Z_TOL and over, limit=DESCEND_STEPS, stall=scene.eef[2]):
             self.next()
         return servo(scene, h, self.grasp_yaw(scene), OPEN, speed=0.6)
 
     def _grasp(self, scene: Scene) -> np.ndarray:
         if self.t == 0:
             self.hold, self.yaw = scene.eef.copy(), self.grasp_yaw(scene)
-        if self.t >= 8 and (self.stalled(scene.opening, window=2, eps=0.0005) or self.t > 14):
+        if self.stage_done(False, limit=GRASP_STEPS, stall=scene.opening, stall_after=GRASP_STALL_AFTER,
+                           window=GRASP_STALL_WINDOW, eps=GRASP_STALL_EPS):
             self.next()
         return servo(scene, self.hold, self.yaw, CLOSE)
 
@@ -140,9 +166,9 @@ class InsertThroughDoor(Skill):
         if self.t == 0:
             clear = max(obstacle_tops(scene, (self.obj,)), table_height(scene))
             self.carry_z = clear + 0.03 + self.hang(scene)
-        if self.t > 12 and not self._holding(scene):
+        if self.t > HOLD_CHECK_AFTER and not self._holding(scene):
             return self._lost(scene)
-        if scene.eef[2] > self.carry_z - 0.02:
+        if self.stage_done(scene.eef[2] > self.carry_z - WAYPOINT_TOL):
             self.next()
         return servo(scene, np.array([*self.hold[:2], self.carry_z]), self.yaw, CLOSE)
 
@@ -159,7 +185,7 @@ class InsertThroughDoor(Skill):
         if not self._holding(scene):
             return self._lost(scene)
         target = np.array([*self._pre_insert(scene), self.carry_z])
-        if np.linalg.norm((target - scene.eef)[:2]) < 0.012 or self.t > 120:
+        if self.stage_done(np.linalg.norm((target - scene.eef)[:2]) < TRANSPORT_XY_TOL, limit=TRANSPORT_STEPS):
             self.next()
         return servo(scene, target, self.yaw, CLOSE)
 
@@ -171,22 +197,23 @@ class InsertThroughDoor(Skill):
         if self.t == 0:
             self.start_xy = self._pre_insert(scene)
         z = self._insert_z(scene)
-        low = abs(scene.eef[2] - z) < 0.01
+        low = abs(scene.eef[2] - z) < INSERT_Z_TOL
         target = np.array([*(self.slide_grip(scene) if low else self.start_xy), z])
-        if (low and np.linalg.norm((target - scene.eef)[:2]) < 0.006) or self.t > 90:
+        if self.stage_done(low and np.linalg.norm((target - scene.eef)[:2]) < INSERT_XY_TOL, limit=INSERT_STEPS):
             self.next()
         return servo(scene, target, self.yaw, CLOSE, speed=0.6 if low else 1.0)
 
     def _lower(self, scene: Scene) -> np.ndarray:
         target = np.array([*self.slide_grip(scene), scene.eef[2] - 0.03])
-        if (self.t > 4 and self.stalled(scene.eef[2], eps=0.001)) or self.t > 30:
+        if self.stage_done(False, limit=LOWER_STEPS, stall=scene.eef[2], stall_after=LOWER_STALL_AFTER,
+                           eps=LOWER_STALL_EPS):
             self.next()
         return servo(scene, target, self.yaw, CLOSE, speed=0.3)
 
     def _release(self, scene: Scene) -> np.ndarray:
         if self.t == 0:
             self.hold = scene.eef.copy()
-        if self.t >= 6 and (scene.opening > 0.03 or self.t > 12):
+        if self.stage_done(self.t >= RELEASE_MIN_STEPS and scene.opening > RELEASE_GAP, limit=RELEASE_MAX_STEPS):
             self.next()
         return servo(scene, self.hold, self.yaw, OPEN)
 
@@ -195,7 +222,8 @@ class InsertThroughDoor(Skill):
         f = self.frame(scene)
         up = self.hold + np.array([0.0, 0.0, 0.05])
         target = up if scene.eef[2] < up[2] - 0.01 else np.array([*(up[:2] - 0.08 * f["n"]), up[2]])
-        if np.linalg.norm(np.array([*(up[:2] - 0.08 * f["n"]), up[2]]) - scene.eef) < 0.015 or self.t > 40:
+        if self.stage_done(np.linalg.norm(np.array([*(up[:2] - 0.08 * f["n"]), up[2]]) - scene.eef) < RETREAT_TOL,
+                           limit=RETREAT_STEPS):
             self.next()
         return servo(scene, target, self.yaw, OPEN)  # closing here caught the handle bar (LIBERO-10 task 9, state 10)
 
@@ -218,14 +246,14 @@ class InsertThroughDoor(Skill):
             return servo_pose(scene, self.hold, self.rot, CLOSE)
         above = np.array([*start[:2], max(start[2], scene.eef[2])])
         target = start if np.linalg.norm((above - scene.eef)[:2]) < 0.015 else above
-        if np.linalg.norm(start - scene.eef) < 0.012 or self.t > 90:
+        if self.stage_done(np.linalg.norm(start - scene.eef) < TURN_TOL, limit=TURN_STEPS):
             self.next()
         return servo_pose(scene, target, self.rot, CLOSE)
 
     def _push(self, scene: Scene) -> np.ndarray:
         p, f = self._push_point(scene)
         goal_n = float(f["center"][:2] @ f["n"]) - DEPTH_FRACTION * f["depth"]
-        if float(scene.pos(self.obj)[:2] @ f["n"]) >= goal_n or self.t > 80:
+        if self.stage_done(float(scene.pos(self.obj)[:2] @ f["n"]) >= goal_n, limit=PUSH_STEPS):
             self.next()
         if self.t == 0:
             self.z = p[2]
@@ -238,6 +266,6 @@ class InsertThroughDoor(Skill):
         if self.t == 0:
             self.hold = scene.eef.copy()
         target = self.hold - np.array([*(0.10 * f["n"]), 0.0])
-        if np.linalg.norm(target - scene.eef) < 0.015 or self.t > 30:
+        if self.stage_done(np.linalg.norm(target - scene.eef) < BACK_TOL, limit=BACK_STEPS):
             self.next()
         return servo_pose(scene, target, self.rot, CLOSE)

@@ -10,21 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from tgrpo.experts.articulated import CloseDrawer, HingeDoor, OpenDrawer, PullDrawerFully, TurnKnob
 from tgrpo.experts.enclosure import InsertThroughDoor, handle_of
+from tgrpo.experts.geometry import horizontal_unit, region_box, slide_opening_dir
+from tgrpo.experts.pick_place import PickPlace
+from tgrpo.experts.push import Push
 from tgrpo.experts.scene import Scene
-from tgrpo.experts.skills import (
-    CloseDrawer,
-    HingeDoor,
-    OpenDrawer,
-    PickPlace,
-    PullDrawerFully,
-    Push,
-    Skill,
-    TurnKnob,
-    horizontal_unit,
-    region_box,
-    slide_opening_dir,
-)
+from tgrpo.experts.skill import Skill
 
 PLACE_PREDICATES = ("in", "on")
 

@@ -4,7 +4,7 @@ Per env slot it plans skills from the task's goal literals at the first step and
 literal is already true is skipped, and once all skills ran while some literal is still false the remaining ones
 are planned again (at most `max_replans` times). The stage each step was taken in is recorded: `stage(slot)` is
 the current one, `stage_log(slot)` the per-step history, `transitions(slot)` the steps where a stage began with the
-end-effector pose there (the key poses of `tgrpo.data.keyposes`).
+end-effector pose there (the stage entry poses of `tgrpo.rewards.keyposes`).
 """
 
 from __future__ import annotations
@@ -43,8 +43,7 @@ class _Slot:
     offset: int = 0  # global stage index of the current skill's first stage
     steps: int = 0
     log: list = field(default_factory=list)  # per step: global stage index
-    labels: list = field(default_factory=list)  # per step: "skill/stage"
-    transitions: list = field(default_factory=list)  # dicts: step, index, label, eef pose, gripper
+    transitions: list = field(default_factory=list)  # dicts: step, stage index, skill, stage, eef pose, gripper
 
 
 class ExpertPolicy(Policy):
@@ -85,7 +84,6 @@ class ExpertPolicy(Policy):
             self._mark(s, scene, index, skill)
             action = skill.act(scene)
             s.log.append(s.offset + before)
-            s.labels.append(f"{skill.name}/{skill.stages[before]}")
             s.steps += 1
             return action
         # all skills ran: replan what is still false, else hold still
@@ -96,7 +94,6 @@ class ExpertPolicy(Policy):
             s.skills += plan_task(scene)
             return self._act_one(s, scene)
         s.log.append(s.offset)
-        s.labels.append("idle")
         s.steps += 1
         return np.array([0, 0, 0, 0, 0, 0, OPEN], dtype=np.float64)
 
@@ -135,9 +132,6 @@ class ExpertPolicy(Policy):
     def stage_log(self, slot: int) -> np.ndarray:
         """Global stage index of every step taken so far, [T] int."""
         return np.asarray(self._slots[slot].log, dtype=np.int64)
-
-    def stage_labels(self, slot: int) -> list[str]:
-        return list(self._slots[slot].labels)
 
     def transitions(self, slot: int) -> list[dict]:
         return list(self._slots[slot].transitions)

@@ -116,7 +116,3 @@ class Scene:
             axes.append((d / n if n > 1e-6 else np.array([1.0, 0.0]), float(half[i])))
         axes.sort(key=lambda a: a[1])
         return axes
-
-    def world_center(self, entity: str) -> np.ndarray:
-        lo, hi = self.aabb(entity)
-        return (lo + hi) / 2

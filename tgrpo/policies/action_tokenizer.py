@@ -1,4 +1,4 @@
-"""OpenVLA's action tokenizer and action normalisation, exactly (PROTOCOL.md section 3).
+"""OpenVLA's action tokenizer and action normalisation, exactly (docs/protocol.md, "Action tokenizer").
 
 Each of the 7 action dimensions is a value in [-1, 1] discretised into 256 uniform bins
 (`bins = linspace(-1, 1, 256)`); the token is one of the last 256 ids of the Llama-2 vocabulary:

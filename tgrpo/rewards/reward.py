@@ -141,14 +141,6 @@ class StageReward:
             reached_prev = np.logical_or.accumulate(now, axis=-1)
         return stage
 
-    def key_positions(self, P: np.ndarray) -> np.ndarray:
-        """float [K, ..., T, 3] each stage's key pose (NaN where a stage has none)."""
-        out = np.full((self.num_stages, *P.shape[:-1], 3), np.nan)
-        for k, fn in enumerate(self._keys):
-            if fn is not None:
-                out[k] = fn(P)
-        return out
-
     def distance(self, P: np.ndarray, stage: np.ndarray) -> np.ndarray:
         """float [..., T] end-effector distance to the key pose of the next stage (0 where it has none)."""
         nxt = np.minimum(stage, self.num_stages - 1)  # index of stage s+1 in 0-based stage order

@@ -26,7 +26,7 @@ def test_every_suite_restores_init_state_k_and_steps(suite, task_id, k):
         for _ in range(8):
             obs, done = env.step(np.array([1.0, 0, 0, 0, 0, 0, -1.0]))
         moved = env.layout.get(obs["privileged"], "eef_pos") - start
-        # a full +x action moves the end effector about 1.25 cm a step at steady state (PROTOCOL.md section 5)
+        # a full +x action: about 1.25 cm a step at steady state (docs/protocol.md, "Controller response")
         assert moved[0] > 0.04 and abs(moved[1]) < 0.02
         assert not done
         goals = [env.layout.get(obs["privileged"], f"goal/{i}")[0] for i in range(len(env.layout.goal_literals))]

@@ -1,4 +1,4 @@
-"""Protocol constants against OpenVLA's LIBERO evaluation (PROTOCOL.md section 3), transcribed by hand."""
+"""Protocol constants against OpenVLA's LIBERO evaluation (docs/protocol.md, "Constants"), transcribed by hand."""
 
 import dataclasses
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from tgrpo.envs.privileged import PrivilegedLayout
+from tgrpo.experts.geometry import yaw_for_finger_axis
 from tgrpo.experts.planner import plan_task
 from tgrpo.experts.scene import Scene, down_orientation, quat_to_mat, rotvec_of, wrap_half_turn
-from tgrpo.experts.skills import yaw_for_finger_axis
 
 
 def _rot(axis, angle):
@@ -129,7 +129,7 @@ def test_a_drawer_with_nothing_above_is_not_pulled_further_and_the_object_goes_t
 
 
 def test_close_drawer_pitches_the_hand_towards_the_push_with_the_fingers_along_the_handle():
-    from tgrpo.experts.skills import CloseDrawer
+    from tgrpo.experts.articulated import CloseDrawer
 
     scene = _two_level_cabinet()
     a, b = scene.layout.slices["eef_quat"]
@@ -233,7 +233,7 @@ def _escape_scene(bowl_lo_z=0.9, fixture_top=1.128):
 
 
 def test_escape_slides_out_from_under_an_overhang_past_neighbours():
-    from tgrpo.experts.skills import escape_offset
+    from tgrpo.experts.pick_place import escape_offset
 
     # Out from under the fixture needs x_max < 0.07 - 0.012 (dx <= -0.042) or y_min > 0.03 + 0.012 (dy >= 0.042);
     # every move with dx < 0 runs into the bottle (0.5 cm margin), so the shortest on the 1 cm / 22.5 degree
@@ -243,7 +243,7 @@ def test_escape_slides_out_from_under_an_overhang_past_neighbours():
 
 @pytest.mark.parametrize("kwargs", [{"bowl_lo_z": 0.95}, {"fixture_top": 0.97}])
 def test_no_escape_off_the_table_or_under_nothing_tall(kwargs):
-    from tgrpo.experts.skills import escape_offset
+    from tgrpo.experts.pick_place import escape_offset
 
     # bowl 5 cm above the table (in a drawer, on a stand): no escape; a fixture top 2 cm over the bowl: not an overhang
     np.testing.assert_array_equal(escape_offset(_escape_scene(**kwargs), "bowl_1"), [0.0, 0.0])
@@ -343,7 +343,7 @@ def test_box_span_limit_counts_both_sides_of_the_box():
     """A finger axis turned by a from a box's short side spans 2 (s cos a + l sin a); the butter (s 2 cm, l 3.8 cm)
     fits the 7.2 cm span up to about 0.51 rad (hand-computed: 2 (0.02 cos 0.506 + 0.038 sin 0.506) = 0.0718,
     at 0.515 it is 0.0723), not the 0.98 rad that the short side alone allows."""
-    from tgrpo.experts.skills import box_span_limit
+    from tgrpo.experts.geometry import box_span_limit
 
     assert box_span_limit(0.02, 0.038) == pytest.approx(0.506, abs=0.01)
     assert box_span_limit(0.01, 0.02) == pytest.approx(np.pi / 2)  # small enough to take any way round

@@ -1,9 +1,14 @@
-"""Key-pose aggregation on hand-built stage transitions, and the JSON cache round trip."""
+"""Stage-entry-pose aggregation on hand-built stage transitions, and the JSON cache round trip."""
 
 import numpy as np
 import pytest
 
-from tgrpo.data.keyposes import aggregate_task, load_keyposes, task_keyposes, write_keyposes
+from tgrpo.rewards.keyposes import (
+    aggregate_stage_poses,
+    load_stage_poses,
+    task_stage_poses,
+    write_stage_poses,
+)
 
 
 def _tr(step, index, stage, eef, obj=None, retries=0):
@@ -20,7 +25,7 @@ def test_aggregate_means_and_last_entry_wins():
               _tr(30, 0, "approach", (9, 9, 9), retries=1),  # a retry: the later entry is the one that led on
               _tr(40, 1, "descend", (0.3, 0, 1), (0.2, 0, 0.9), retries=1)]
     demo_b = [_tr(0, 0, "approach", (0, 2, 1)), _tr(12, 1, "descend", (0.5, 0, 1), (0.4, 0, 0.9))]
-    stages = aggregate_task([demo_a, demo_b])
+    stages = aggregate_stage_poses([demo_a, demo_b])
     assert [s["label"] for s in stages] == ["pick_place/approach", "pick_place/descend"]
     assert stages[0]["eef_pos"]["mean"] == pytest.approx([4.5, 5.5, 5.0])  # (9,9,9) and (0,2,1)
     d = stages[1]
@@ -32,10 +37,10 @@ def test_aggregate_means_and_last_entry_wins():
 
 
 def test_cache_round_trip_merges_tasks(tmp_path):
-    write_keyposes("object", {"task_b": {"task_id": 1, "stages": [{"label": "x"}]}}, tmp_path)
-    write_keyposes("libero_object", {"task_a": {"task_id": 0, "stages": []}}, tmp_path)
-    doc = load_keyposes("object", tmp_path)
+    write_stage_poses("object", {"task_b": {"task_id": 1, "stages": [{"label": "x"}]}}, tmp_path)
+    write_stage_poses("libero_object", {"task_a": {"task_id": 0, "stages": []}}, tmp_path)
+    doc = load_stage_poses("object", tmp_path)
     assert list(doc["tasks"]) == ["task_a", "task_b"]  # ordered by task id, both kept
-    assert task_keyposes("object", "task_b", tmp_path) == [{"label": "x"}]
+    assert task_stage_poses("object", "task_b", tmp_path) == [{"label": "x"}]
     with pytest.raises(FileNotFoundError, match="tgrpo-bench demos"):
-        load_keyposes("goal", tmp_path)
+        load_stage_poses("goal", tmp_path)
