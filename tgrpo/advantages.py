@@ -26,12 +26,14 @@ from typing import Literal
 
 import torch
 
+from tgrpo.registry import Registry
+
 Backend = Literal["auto", "torch", "triton"]
 AdvantageFn = Callable[..., torch.Tensor]
 """``fn(rewards [..., N, M], mask | None, config, values=None) -> advantages [..., N, M]``; ``values``
 ``[..., N, M + 1]`` are a critic's state values (bootstrap at M) for estimators that use one (GAE), else None."""
 
-_REGISTRY: dict[str, AdvantageFn] = {}
+ESTIMATORS: Registry[AdvantageFn] = Registry("advantage estimator")
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,7 @@ class AdvantageConfig:
                 raise ValueError(f"AdvantageConfig.{name} must be finite and >= 0, got {value}")
         if self.a1 == 0 and self.a2 == 0:
             raise ValueError("AdvantageConfig: a1 and a2 cannot both be 0")
-        if self.estimator not in _REGISTRY:
-            raise ValueError(f"unknown advantage estimator {self.estimator!r}; known: {sorted(_REGISTRY)}")
+        ESTIMATORS.get(self.estimator)  # ValueError naming the known ones
 
     @property
     def ddof(self) -> int:
@@ -61,26 +62,16 @@ class AdvantageConfig:
 
 def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
     """Decorator: register an :data:`AdvantageFn` under ``name``."""
-
-    def decorator(fn: AdvantageFn) -> AdvantageFn:
-        if name in _REGISTRY:
-            raise ValueError(f"advantage estimator {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return decorator
+    return ESTIMATORS.register(name)
 
 
 def get_advantage_fn(name: str) -> AdvantageFn:
     """The estimator registered under ``name``."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown advantage estimator {name!r}; known: {sorted(_REGISTRY)}") from None
+    return ESTIMATORS.get(name)
 
 
 def advantage_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(ESTIMATORS)
 
 
 def compute_advantage(

@@ -31,13 +31,14 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from tgrpo.loss_rows import LossRows
+from tgrpo.registry import Registry
 
 RatioMode = Literal["token", "action"]
 Backend = Literal["auto", "torch", "triton"]
 WeightFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-_AGGREGATIONS: dict[str, WeightFn] = {}
-_POLICY_LOSSES: dict[str, Callable[..., PolicyLossOutput]] = {}
+AGGREGATIONS: Registry[WeightFn] = Registry("aggregation")
+POLICY_LOSSES: Registry[Callable] = Registry("policy loss")
 METRIC_NAMES = ("clip_frac", "kl_mean", "ratio_mean", "ratio_min", "ratio_max")
 
 
@@ -58,8 +59,7 @@ class LossConfig:
             raise ValueError(f"LossConfig.beta must be finite and >= 0, got {self.beta}")
         if self.ratio not in ("token", "action"):
             raise ValueError(f"LossConfig.ratio must be 'token' or 'action', got {self.ratio!r}")
-        if self.aggregation not in _AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {self.aggregation!r}; known: {sorted(_AGGREGATIONS)}")
+        AGGREGATIONS.get(self.aggregation)  # ValueError naming the known ones
         clamp = self.log_ratio_clamp
         if clamp is not None and not (math.isfinite(clamp) and clamp > 0):
             raise ValueError(f"LossConfig.log_ratio_clamp must be None or finite and > 0, got {clamp}")
@@ -74,14 +74,7 @@ class PolicyLossOutput(NamedTuple):
 
 def register_aggregation(name: str) -> Callable[[WeightFn], WeightFn]:
     """Decorator: register ``fn(unit_mask, unit_seq) -> weights`` (unit-shaped, summing to 1)."""
-
-    def decorator(fn: WeightFn) -> WeightFn:
-        if name in _AGGREGATIONS:
-            raise ValueError(f"aggregation {name!r} is already registered")
-        _AGGREGATIONS[name] = fn
-        return fn
-
-    return decorator
+    return AGGREGATIONS.register(name)
 
 
 @register_aggregation("token-mean")
@@ -103,21 +96,11 @@ def _seq_mean_token_mean(unit_mask: torch.Tensor, unit_seq: torch.Tensor) -> tor
 def register_policy_loss(name: str) -> Callable:
     """Decorator: register a policy loss ``fn(logp, old_logp, ref_logp, advantages, mask, seq_index, *, config,
     weights) -> PolicyLossOutput`` under ``name`` (methods name their loss in `tgrpo.rl.methods`)."""
-
-    def decorator(fn: Callable) -> Callable:
-        if name in _POLICY_LOSSES:
-            raise ValueError(f"policy loss {name!r} is already registered")
-        _POLICY_LOSSES[name] = fn
-        return fn
-
-    return decorator
+    return POLICY_LOSSES.register(name)
 
 
 def get_policy_loss(name: str) -> Callable[..., PolicyLossOutput]:
-    try:
-        return _POLICY_LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown policy loss {name!r}; known: {sorted(_POLICY_LOSSES)}") from None
+    return POLICY_LOSSES.get(name)
 
 
 def aggregation_weights(
@@ -132,8 +115,8 @@ def aggregation_weights(
     else:
         seq = torch.unique(seq_index, return_inverse=True)[1]  # any ids -> 0 .. n_seq - 1
     if ratio == "token":
-        return _AGGREGATIONS[aggregation](valid, seq[:, None].expand(rows, tokens))
-    return _AGGREGATIONS[aggregation](valid.any(-1), seq)
+        return AGGREGATIONS.get(aggregation)(valid, seq[:, None].expand(rows, tokens))
+    return AGGREGATIONS.get(aggregation)(valid.any(-1), seq)
 
 
 @register_policy_loss("clip-k3")

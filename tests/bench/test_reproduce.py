@@ -125,7 +125,8 @@ def test_smoke_pipeline_killed_mid_stage_resumes_without_redoing_finished_stages
     import time
 
     args = [*CLI, "--suite", "object", "--store", str(tmp_path), "--methods", "tgrpo", "--no-progress"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = (tmp_path / "first.log").open("w")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 900
     rl_dir = None
     while time.monotonic() < deadline and proc.poll() is None:
@@ -133,10 +134,10 @@ def test_smoke_pipeline_killed_mid_stage_resumes_without_redoing_finished_stages
         if rl_dir is not None:
             break
         time.sleep(1)
-    assert rl_dir is not None, proc.stderr.read() if proc.poll() is not None else "no RL stage started in time"
+    assert rl_dir is not None, (tmp_path / "first.log").read_text()[-2000:]
     time.sleep(5)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == 130
+    assert proc.wait(timeout=120) == 130, (tmp_path / "first.log").read_text()[-2000:]
     finished = {p.parent.name: json.loads(p.read_text()) for p in tmp_path.glob("*/*/stage.json")}
     assert json.loads(rl_dir.read_text())["status"] == "running"
     done = subprocess.run(args, capture_output=True, text=True, check=False)

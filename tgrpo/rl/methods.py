@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tgrpo.registry import Registry
+
 PROFILES: tuple[str, ...] = ("smoke", "small", "paper")
 FAMILIES = ("rl", "sft")
 REWARDS = ("dense", "sparse")
@@ -33,27 +35,23 @@ class MethodSpec:
                              f"({', '.join(REWARDS)}) and a policy loss")
 
 
-_METHODS: dict[str, MethodSpec] = {}
+METHODS: Registry[MethodSpec] = Registry("method")
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
-    if spec.name in _METHODS:
-        raise ValueError(f"method {spec.name!r} is already registered")
-    _METHODS[spec.name] = spec
-    return spec
+    return METHODS.add(spec.name, spec)
 
 
 def method_names(family: str | None = None) -> tuple[str, ...]:
     """Registered names in registration order, optionally of one family."""
-    return tuple(name for name, spec in _METHODS.items() if family is None or spec.family == family)
+    return tuple(name for name in METHODS if family is None or METHODS.get(name).family == family)
 
 
 def get_method(name: str, family: str | None = None) -> MethodSpec:
-    """The spec registered under `name`; ValueError naming the valid choices otherwise."""
-    spec = _METHODS.get(name)
-    if spec is None or (family is not None and spec.family != family):
+    """The spec registered under `name` (of `family`, if given); ValueError naming the valid choices otherwise."""
+    if name not in method_names(family):
         raise ValueError(f"unknown method {name!r}; valid: {', '.join(method_names(family))}")
-    return spec
+    return METHODS.get(name)
 
 
 def check_profile(profile: str) -> str:
