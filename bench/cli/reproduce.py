@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", type=_names, default=None, help="comma-separated methods (profile default)")
     parser.add_argument("--tasks", type=int_list, default=None, help="task ids the methods train (profile default)")
     parser.add_argument("--seeds", type=int_list, default=None, help="RL seeds (profile default)")
-    parser.add_argument("--store", type=Path, default=Path("runs/reproduce"), help="run store root")
+    parser.add_argument("--store", type=Path, default=Path("results/reproduce"),
+                        help="run store root (default results/reproduce: the /results volume in the container)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan with estimates; run nothing")
     parser.add_argument("--no-progress", action="store_true")
 
