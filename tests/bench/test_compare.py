@@ -147,6 +147,11 @@ def test_version_mismatch_is_refused(tmp_path, capsys):
     assert code == 0 and "allowed mismatch" in out and "packages.mujoco: 2.3.7 vs 3.3.3" in out
 
 
+def _broken(directory, name, text="{not json"):
+    (directory / name).write_text(text)
+    return directory
+
+
 @pytest.mark.parametrize("make,extra,message", [
     (lambda p: _eval_dir(p / "e", {0: (1, 2)}, method="tgrpo"), ["--reference", "papers"],
      "unknown reference 'papers'"),
@@ -154,6 +159,9 @@ def test_version_mismatch_is_refused(tmp_path, capsys):
     (lambda p: _eval_dir(p / "e", {0: (1, 2)}), [], "cannot tell which method this evaluation measures"),
     (lambda p: _eval_dir(p / "e", {0: (1, 2)}, method="tgrop"), [], "unknown method 'tgrop'"),
     (lambda p: _eval_dir(p / "e", {0: (1, 4)}, method="tgrpo", finished=3), [], "3 of 4 episodes finished"),
+    (lambda p: _broken(_eval_dir(p / "e", {0: (1, 2)}, method="tgrpo"), "run.json"), [], "cannot read it as JSON"),
+    (lambda p: _broken(_run_dir(p / "r", "tgrpo", {0: (1, 2)}), "config.json", '{"method": "tgrpo"}'), [],
+     "not an RL run config this version reads ('profile')"),
 ])
 def test_bad_input_one_line_exit_2(tmp_path, capsys, make, extra, message):
     code, out, err = _compare(capsys, make(tmp_path), *extra)

@@ -146,3 +146,13 @@ def test_root_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "expected_results"))
     assert expected_root() == tmp_path / "expected_results"
     assert len(load_reference("paper").rows) == 58
+
+
+def test_a_copied_reference_is_validated_by_its_own_schema(tmp_path):
+    copy = tmp_path / "expected_results"
+    shutil.copytree(expected_root(), copy)
+    schema = json.loads((copy / "schema.json").read_text())
+    schema["$defs"]["percent"]["maximum"] = 50  # stricter copy: the committed numbers above 50 now break it
+    (copy / "schema.json").write_text(json.dumps(schema))
+    with pytest.raises(ExpectedError, match=r"independent_repro.json: row 1: field value: 86.6 is greater than the maximum of 50"):
+        load_reference(str(copy / "paper"))
