@@ -101,7 +101,8 @@ def rl_defaults(method: str, profile: str, suite: str) -> dict:
 def normalise_setting(setting: dict, defaults: dict) -> tuple:
     """The fields of `setting` (flattened) that differ from `defaults`, as a sorted tuple."""
     flat = {k: v for k, v in _flatten(setting).items() if k.split(".")[0] not in POOLED_FIELDS}
-    return tuple(sorted((k, v) for k, v in flat.items() if defaults.get(k, object()) != v))
+    return tuple(sorted((k, v if isinstance(v, (str, int, float, bool, type(None))) else json.dumps(v))
+                        for k, v in flat.items() if defaults.get(k, object()) != v))  # hashable: a cell's key
 
 
 def setting_label(setting: tuple) -> str:
@@ -122,6 +123,8 @@ def _eval_rows(directory: Path) -> tuple[dict, list[dict]]:
         raise CompareError(f"{directory}: not a finished evaluation directory (missing {', '.join(missing)})")
     run = _read_json(directory / "run.json")
     rows = read_rows(directory / "episodes.jsonl")
+    if not isinstance(run.get("task_ids"), list) or not isinstance(run.get("episode_ids"), list):
+        raise CompareError(f"{directory / 'run.json'}: no task_ids / episode_ids (not written by tgrpo-bench eval)")
     expected = len(run["task_ids"]) * len(run["episode_ids"])
     if len(rows) != expected:
         raise CompareError(f"{directory}: {len(rows)} of {expected} episodes finished; rerun its eval to finish it")
@@ -153,7 +156,7 @@ def load_result(spec: str, known_methods: set[str]) -> Result:
         setting = normalise_setting(config, defaults)
     else:
         run, rows = _eval_rows(path)
-        method = method or run["policy"].get("method", "")
+        method = method or run.get("policy", {}).get("method", "")
         setting, params, profile = (), {}, run.get("profile")
         if not method:
             raise CompareError(f"{path}: cannot tell which method this evaluation measures; name it as METHOD={path}")
@@ -408,12 +411,15 @@ def plot_suites(cells: list[dict], out_dir: Path) -> list[Path]:
             y = r["rate_percent"]
             ax.errorbar([x], [y], yerr=[[y - r["wilson_low_percent"]], [r["wilson_high_percent"] - y]], fmt="o",
                         color="black", capsize=4, label="ours (Wilson 95 %)" if x == 0 else None)
-        markers = "sD^vP*X"
+        markers, beside = "sD^vP*X", dict.fromkeys(labels, 0)  # references of one cell side by side, right of ours
         for i, source in enumerate(sources):
-            points = [(labels.index(f"{r['method']}\n{r['setting']}"), r["reference_percent"])
-                      for r in rows if r["source"] == source]
-            ax.scatter([x + 0.12 * (i + 1) for x, _ in points], [y for _, y in points],
-                       marker=markers[i % len(markers)], label=source)
+            points = []
+            for r in (r for r in rows if r["source"] == source):
+                label = f"{r['method']}\n{r['setting']}"
+                beside[label] += 1
+                points.append((labels.index(label) + 0.12 * beside[label], r["reference_percent"]))
+            ax.scatter([x for x, _ in points], [y for _, y in points], marker=markers[i % len(markers)],
+                       label=source)
         ax.set_xticks(range(len(labels)), labels, fontsize=8)
         ax.set_ylim(0, 100)
         ax.set_ylabel("success rate (%)")

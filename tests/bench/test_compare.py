@@ -177,3 +177,15 @@ def test_schema_breaking_reference_file(tmp_path, capsys):
     (reference / "broken.json").write_text(json.dumps({"kind": "paper", "rows": [{"table": "main"}]}))
     code, out, err = _compare(capsys, target, "--reference", reference)
     assert code == 2 and out == "" and "broken.json: row 1: field method: 'method' is a required property" in err
+
+
+def test_pooling_over_tasks_and_seeds_but_not_settings(tmp_path, capsys):
+    runs = [_run_dir(tmp_path / "t0", "tgrpo", {0: (10, 10)}), _run_dir(tmp_path / "t1", "tgrpo", {1: (5, 10)}, seed=1),
+            _run_dir(tmp_path / "t1s2", "tgrpo", {1: (6, 10)}, seed=2),
+            _run_dir(tmp_path / "hot", "tgrpo", {0: (1, 10)}, temperature=0.5)]
+    code, _, err = _compare(capsys, *runs, "--out", tmp_path / "out")
+    assert code == 0, err
+    with open(tmp_path / "out" / "cells.csv") as f:
+        cells = {r["setting"]: (r["successes"], r["episodes"], r["inputs"]) for r in csv.DictReader(f)}
+    assert cells["defaults"] == ("21", "30", "3")  # 10 + 5 + 6 over tasks 0 and 1, two seeds of task 1
+    assert cells["temperature=0.5"] == ("1", "10", "1")
