@@ -134,8 +134,9 @@ def _eval_rows(directory: Path) -> tuple[dict, list[dict]]:
     return run, rows
 
 
-def load_result(spec: str, known_methods: set[str]) -> Result:
-    """`DIR` (an RL run directory, its `eval/`, or an evaluation whose policy names its method) or `METHOD=DIR`."""
+def load_result(spec: str, known_methods: set[str], default_profile: str | None = None) -> Result:
+    """`DIR` (an RL run directory, its `eval/`, or an evaluation whose policy names its method) or `METHOD=DIR`.
+    `default_profile`: the profile of an evaluation that records none."""
     method, sep, path_text = spec.partition("=")
     if not (sep and METHOD_NAME.fullmatch(method)):  # a directory whose name holds "="
         method, path_text = "", spec
@@ -157,7 +158,7 @@ def load_result(spec: str, known_methods: set[str]) -> Result:
     else:
         run, rows = _eval_rows(path)
         method = method or run.get("policy", {}).get("method", "")
-        setting, params, profile = (), {}, run.get("profile")
+        setting, params, profile = (), {}, run.get("profile") or default_profile
         if not method:
             raise CompareError(f"{path}: cannot tell which method this evaluation measures; name it as METHOD={path}")
     if method not in known_methods:

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", default="paper",
                         help="paper, regression, or a path to a reference file or directory (default: paper)")
     parser.add_argument("--out", type=Path, help="write compare.md, cells.csv, claims.csv and one PNG per suite here")
+    parser.add_argument("--profile", choices=("smoke", "small", "paper"), default=None,
+                        help="profile of evaluations that record none (a plain `tgrpo-bench eval`, the SFT evaluation "
+                             "of `make reproduce`); smoke / small get no tier. Default: compared at face value")
     parser.add_argument("--allow-mismatch", action="store_true",
                         help="pair results whose protocol or simulator versions differ (listed in the output)")
 
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         reference = load_reference(args.reference)
         known = set(method_names()) | {r.method for r in reference.rows}
-        results = list({str(r.path.resolve()): r for r in (load_result(s, known) for s in args.results)}.values())
+        results = list({str(r.path.resolve()): r for r in (load_result(s, known, args.profile) for s in args.results)}.values())
         mismatches = check_versions(results, reference)
     except (CompareError, ExpectedError) as err:
         raise UsageError(str(err)) from err

@@ -52,6 +52,11 @@ def _run_dir(path, method, outcomes, suite="libero_goal", profile="small", **set
     return path
 
 
+def _csv(out_dir, name="cells.csv"):
+    with open(out_dir / name) as f:
+        return list(csv.DictReader(f))
+
+
 def _compare(capsys, *args):
     code = main(["compare", *map(str, args)])
     out = capsys.readouterr()
@@ -83,8 +88,7 @@ def test_suite_cells_against_the_paper(tmp_path, capsys):
     sft = _eval_dir(tmp_path / "sft", {t: (42, 50) for t in range(10)})  # 420/500 = 84.0 %: [80.5, 87.0]
     code, out, err = _compare(capsys, tgrpo, f"sft={sft}", "--reference", "paper", "--out", tmp_path / "out")
     assert code == 0, err
-    with open(tmp_path / "out" / "cells.csv") as f:
-        cells = {(r["method"], r["source"]): r for r in csv.DictReader(f)}
+    cells = {(r["method"], r["source"]): r for r in _csv(tmp_path / "out", "cells.csv")}
     assert cells[("tgrpo", "tgrpo-v3-main")]["tier"] == "reproduced"  # 92.2 inside [89.5, 94.3]
     assert cells[("tgrpo", "tgrpo-v1-object")]["tier"] == "reproduced"  # 91.0
     assert cells[("tgrpo", "tgrpo-v3-main")]["successes"] == "461"
@@ -104,8 +108,7 @@ def test_claim_verdicts_over_shared_tasks(tmp_path, capsys):
     no_step = _eval_dir(tmp_path / "ns", {0: (40, 40), 1: (40, 40)}, method="tgrpo-no-step", profile="small")
     code, out, err = _compare(capsys, tgrpo, f"sft={sft}", grpo, no_step, "--out", tmp_path / "out")
     assert code == 0, err
-    with open(tmp_path / "out" / "claims.csv") as f:
-        claims = {r["claim"]: r for r in csv.DictReader(f)}
+    claims = {r["claim"]: r for r in _csv(tmp_path / "out", "claims.csv")}
     sft_claim = claims["TGRPO > SFT"]
     assert (sft_claim["verdict"], sft_claim["tasks"]) == ("supported", "2")
     assert (float(sft_claim["low_points"]), float(sft_claim["high_points"])) == (5.24, 33.39)
@@ -113,8 +116,13 @@ def test_claim_verdicts_over_shared_tasks(tmp_path, capsys):
     assert claims["full > no step advantage"]["verdict"] == "contradicted"  # 56/70 vs 80/80
     assert claims["full > no trajectory advantage"]["verdict"] == "no runs"
     assert claims["a1 = 0.3 best"]["verdict"] == "no runs" and claims["N = 4 best"]["verdict"] == "no runs"
-    # small profile: absolute numbers are not compared
+    # small profile: absolute numbers are not compared; the SFT evaluation records no profile: face value, unless
+    # --profile names it
     assert "n/a (profile small)" in out
+    assert {r["tier"] for r in _csv(tmp_path / "out") if r["method"] == "sft"} == {"off"}  # 60 % vs 79-88 %
+    code, out, err = _compare(capsys, tgrpo, f"sft={sft}", "--profile", "small", "--out", tmp_path / "out2")
+    assert code == 0, err
+    assert {r["tier"] for r in _csv(tmp_path / "out2") if r["method"] == "sft"} == {"n/a (profile small)"}
 
 
 def test_a1_sweep_verdict(tmp_path, capsys):
@@ -122,8 +130,7 @@ def test_a1_sweep_verdict(tmp_path, capsys):
     other = _run_dir(tmp_path / "a05", "tgrpo", {0: (20, 50)}, a1=0.5, a2=0.5)
     code, out, err = _compare(capsys, best, other, "--out", tmp_path / "out")
     assert code == 0, err
-    with open(tmp_path / "out" / "claims.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r["claim"] == "a1 = 0.3 best"]
+    rows = [r for r in _csv(tmp_path / "out", "claims.csv") if r["claim"] == "a1 = 0.3 best"]
     pair, summary = rows
     assert (pair["versus"], pair["difference_points"], pair["verdict"]) == (
         "tgrpo a1=0.5, a2=0.5 20/50", "50.0", "supported")
@@ -132,8 +139,7 @@ def test_a1_sweep_verdict(tmp_path, capsys):
     third = _run_dir(tmp_path / "a01", "tgrpo", {0: (30, 50)}, a1=0.1, a2=0.9)
     code, out, err = _compare(capsys, other, third, "--out", tmp_path / "out2")
     assert code == 0 and "no runs at a1 = 0.3" in out, err
-    with open(tmp_path / "out2" / "claims.csv") as f:
-        (row,) = [r for r in csv.DictReader(f) if r["claim"] == "a1 = 0.3 best"]
+    (row,) = [r for r in _csv(tmp_path / "out2", "claims.csv") if r["claim"] == "a1 = 0.3 best"]
     assert row["verdict"] == "no runs at a1 = 0.3"
 
 
@@ -185,7 +191,6 @@ def test_pooling_over_tasks_and_seeds_but_not_settings(tmp_path, capsys):
             _run_dir(tmp_path / "hot", "tgrpo", {0: (1, 10)}, temperature=0.5)]
     code, _, err = _compare(capsys, *runs, "--out", tmp_path / "out")
     assert code == 0, err
-    with open(tmp_path / "out" / "cells.csv") as f:
-        cells = {r["setting"]: (r["successes"], r["episodes"], r["inputs"]) for r in csv.DictReader(f)}
+    cells = {r["setting"]: (r["successes"], r["episodes"], r["inputs"]) for r in _csv(tmp_path / "out", "cells.csv")}
     assert cells["defaults"] == ("21", "30", "3")  # 10 + 5 + 6 over tasks 0 and 1, two seeds of task 1
     assert cells["temperature=0.5"] == ("1", "10", "1")
