@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.expected import Reference, ReferenceRow
+from bench.expected import Reference, ReferenceRow, load_reference
 from bench.results import wilson_interval
 from bench.rl_report import PROTOCOL_IGNORED
 from tgrpo.envs.protocol import SUITES
@@ -432,3 +432,43 @@ def plot_suites(cells: list[dict], out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+@dataclass(frozen=True)
+class Comparison:
+    markdown: str
+    cells: list[dict]
+    claims: list[dict]
+    mismatches: list[str]
+
+
+def run_compare(specs: list[str], reference: str = "paper", profile: str | None = None,
+                allow_mismatch: bool = False) -> Comparison:
+    """Load results (`load_result` specs) and a reference, refuse mismatched versions unless allowed, and build the
+    cells, claim verdicts and markdown. CompareError / ExpectedError for bad input."""
+    from tgrpo.rl.methods import method_names
+
+    ref = load_reference(reference)
+    known = set(method_names()) | {r.method for r in ref.rows}
+    results = list({str(r.path.resolve()): r for r in (load_result(s, known, profile) for s in specs)}.values())
+    mismatches = check_versions(results, ref)
+    if mismatches and not allow_mismatch:
+        raise CompareError(f"results differ in protocol or simulator versions ({mismatches[0]}); "
+                           "pass --allow-mismatch to compare them anyway")
+    cells = build_cells(results)
+    rows = cell_rows(cells, ref)
+    claims = ordering_claims(cells) + sweep_claims(cells)
+    return Comparison(markdown(rows, claims, ref, mismatches), rows, claims, mismatches)
+
+
+def write_comparison(out: Path, comparison: Comparison) -> list[Path]:
+    """compare.md, cells.csv, claims.csv, compare.json and one PNG per suite under `out`; returns the PNGs."""
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text(comparison.markdown)
+    pd.DataFrame(comparison.cells).to_csv(out / "cells.csv", index=False)
+    pd.DataFrame(comparison.claims).to_csv(out / "claims.csv", index=False)
+    (out / "compare.json").write_text(json.dumps({"cells": comparison.cells, "claims": comparison.claims},
+                                                 indent=2) + "\n")
+    return plot_suites(comparison.cells, out)

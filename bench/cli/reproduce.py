@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from bench.reproduce.execute import describe_plan, execute
     from bench.reproduce.plan import build_plan
-    from bench.reproduce.report import write_report
+    from bench.reproduce.report import compare_specs, write_report
     from bench.reproduce.store import RunStore, StoreError
     from tgrpo.envs.protocol import check_task_ids, resolve_suite
     from tgrpo.provenance import provenance
@@ -60,8 +60,26 @@ def run(args: argparse.Namespace) -> int:
     out = store.root / f"{suite}-{args.profile}"
     print(write_report(plan, store, out, provenance(profile=args.profile, suite=suite)))
     print(f"report: {out / 'report.md'}", file=sys.stderr)
+    compared = _compare(compare_specs(plan, store), args.profile, out / "compare")
     for stage, error in outcome.failed:
         print(f"FAILED {stage.kind} {stage.name}: {error} (log: {store.path(stage) / 'error.log'})", file=sys.stderr)
     for stage in outcome.blocked:
         print(f"BLOCKED {stage.kind} {stage.name}: an input stage failed", file=sys.stderr)
-    return 0 if outcome.ok else 1
+    return 0 if outcome.ok and compared else 1
+
+
+def _compare(specs: list[str], profile: str, out: Path) -> bool:
+    """Tiers against the paper's table (paper profile) or claim verdicts (smoke, small); False if it could not run."""
+    from bench.compare import CompareError, run_compare, write_comparison
+
+    if not specs:
+        return True
+    try:
+        comparison = run_compare(specs, "paper", profile)
+    except (CompareError, ValueError) as err:
+        print(f"compare: {err}", file=sys.stderr)
+        return False
+    write_comparison(out, comparison)
+    print(comparison.markdown)
+    print(f"comparison: {out / 'compare.md'}", file=sys.stderr)
+    return True

@@ -42,3 +42,16 @@ def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> 
     (out / "report.md").write_text(table + "\n")
     (out / "report.json").write_text(json.dumps({"provenance": block, "rows": rows}, indent=2))
     return table
+
+
+def compare_specs(plan: list[Stage], store: RunStore) -> list[str]:
+    """`tgrpo-bench compare` inputs for the finished evaluations: the SFT evaluation and every RL run."""
+    specs = []
+    for stage in plan:
+        if not store.is_done(stage):
+            continue
+        if stage.kind == "eval":
+            specs.append(f"sft={store.path(stage) / 'eval'}")
+        elif stage.kind == "rl":
+            specs.append(str(store.path(stage) / "run"))
+    return specs
