@@ -126,7 +126,8 @@ class ResultStore:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Per task and per suite: episodes, successes, rate and Wilson 95% interval. Errors count as failures."""
+    """Per task and per suite: episodes, successes, rate and Wilson 95% interval. Errors count as failures;
+    `sim_warnings` counts the episodes in which MuJoCo warned (an unstable simulation among them)."""
     groups: dict[tuple[str, int], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["suite"], row["task_id"]), []).append(row)
@@ -138,6 +139,7 @@ def summarize(rows: list[dict]) -> dict:
         return {
             "episodes": n, "successes": k, "success_rate": k / n if n else None,
             "wilson95": [low, high], "errors": sum(r.get("error") is not None for r in subset),
+            "sim_warnings": sum(bool(r.get("sim_warnings")) for r in subset),
             "mean_steps": sum(r["steps"] for r in subset) / n if n else None,
         }
 
@@ -157,15 +159,15 @@ def summary_table(summary: dict) -> str:
 
     body = [
         [t["suite"], t["task_id"], t["task"][:48], t["episodes"], t["successes"], pct(t["success_rate"]),
-         f"[{pct(t['wilson95'][0])}, {pct(t['wilson95'][1])}]", t["errors"]]
+         f"[{pct(t['wilson95'][0])}, {pct(t['wilson95'][1])}]", t["errors"], t["sim_warnings"]]
         for t in summary["tasks"]
     ]
     body += [
         [suite, "all", "", s["episodes"], s["successes"], pct(s["success_rate"]),
-         f"[{pct(s['wilson95'][0])}, {pct(s['wilson95'][1])}]", s["errors"]]
+         f"[{pct(s['wilson95'][0])}, {pct(s['wilson95'][1])}]", s["errors"], s["sim_warnings"]]
         for suite, s in summary["suites"].items()
     ]
-    headers = ["suite", "task", "name", "episodes", "successes", "success %", "Wilson 95% CI", "errors"]
+    headers = ["suite", "task", "name", "episodes", "successes", "success %", "Wilson 95% CI", "errors", "sim warnings"]
     return tabulate(body, headers=headers, tablefmt="github")
 
 

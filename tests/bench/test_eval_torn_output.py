@@ -38,6 +38,7 @@ def test_a_torn_middle_row_is_quarantined_and_only_missing_episodes_rerun(tmp_pa
     side = [json.loads(line) for line in (tmp_path / "episodes.jsonl.torn").read_text().splitlines()]
     assert [(s["line"], s["text"].encode()) for s in side] == [(2, torn), (4, lines[3][:40])]
     assert summary["tasks"][0]["episodes"] == 4
+    assert [json.loads(line)["sim_warnings"] for line in after] == [{}] * 4  # ordinary episodes: no MuJoCo warning
 
 
 CORRUPT_RUN_FILES = {"random bytes": bytes(range(256)) * 3, "a list": b"[]", "truncated": b'{"suite": "libero_ob',
