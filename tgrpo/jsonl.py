@@ -72,7 +72,7 @@ def read_rows(path: Path, repair: bool = False, required: tuple[str, ...] = ()) 
     path = Path(path)
     parsed = parse_rows(path, required)
     if repair and (parsed.bad or not parsed.ends_cleanly):
-        side = quarantine(path, parsed)
+        side = _quarantine(path, parsed)
         if parsed.bad:
             print(f"warning: {path}: {_lines(parsed.bad)} not a valid row ({parsed.bad[0].reason}); moved to "
                   f"{side}, {len(parsed.rows)} rows kept", file=sys.stderr)
@@ -82,7 +82,7 @@ def read_rows(path: Path, repair: bool = False, required: tuple[str, ...] = ()) 
     return parsed.rows
 
 
-def quarantine(path: Path, parsed: Parsed) -> Path:
+def _quarantine(path: Path, parsed: Parsed) -> Path:
     """Append `parsed`'s bad lines to ``<path>.torn`` (fsynced), then atomically replace `path` by its rows alone,
     each ending with a newline. Returns the side file's path."""
     side = path.with_name(path.name + ".torn")
