@@ -3,7 +3,8 @@
 Episode k of a task starts from the task's official init state k. Every worker runs its own episode; each step
 the policy acts once per task on the batch of that task's running episodes (greedy decoding, the protocol's;
 ``temperature > 0`` samples instead, a diagnostic recorded with every row).
-A finished episode becomes a row at once, so a killed run resumes where it stopped.
+A finished episode becomes a row at once, so a killed run resumes where it stopped. A row records the MuJoCo
+warnings its episode raised (``sim_warnings``: kind -> first policy step), an unstable simulation among them.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def evaluate(request: EvalRequest, policy: Policy, progress: bool = True) -> dic
     bar = _progress(len(request.task_ids) * len(request.episode_ids), len(done_rows), progress)
     successes = sum(bool(r["success"]) for r in done_rows)
 
-    def record(run: _Running, success: bool, error: str | None) -> None:
+    def record(run: _Running, success: bool, error: str | None, sim_warnings: dict | None) -> None:
         nonlocal successes
         from tgrpo.envs.libero_env import task_info
 
@@ -84,6 +85,7 @@ def evaluate(request: EvalRequest, policy: Policy, progress: bool = True) -> dic
         store.append({
             "suite": request.suite, "task_id": run.task_id, "task_name": info.name, "instruction": info.instruction,
             "episode": run.episode, "success": bool(success), "steps": run.steps, "error": error,
+            "sim_warnings": sim_warnings,
             "wall_s": round(time.monotonic() - run.started, 3), "policy": config["policy"], "provenance": block,
         })
         successes += bool(success)
@@ -122,7 +124,7 @@ def _start_episodes(pool, request, policy, todo, idle, running, record) -> None:
                        0 if isinstance(info, Exception) else info["max_steps"], {})
         outcome = info if isinstance(info, Exception) else results[i]
         if isinstance(outcome, Exception):
-            record(run, False, f"episode start failed: {outcome}")
+            record(run, False, f"episode start failed: {outcome}", None)
             continue
         run.obs = outcome
         running[i] = run
@@ -141,15 +143,19 @@ def _step_all(pool, policy, running, record, decoding: dict) -> None:
                          temperature=decoding.get("temperature", 1.0))
         actions.update({i: out.actions[k] for k, i in enumerate(slots)})
     results = pool.broadcast("step", actions)
+    ended: dict[int, tuple[bool, str | None]] = {}
     for i, result in results.items():
         run = running[i]
         if isinstance(result, Exception):
-            record(running.pop(i), False, f"step {run.steps} failed: {result}")
+            ended[i] = False, f"step {run.steps} failed: {result}"
             continue
         run.obs, success = result
         run.steps += 1
         if success or run.steps >= run.max_steps:
-            record(running.pop(i), success, None)
+            ended[i] = success, None
+    warnings = pool.broadcast("sim_warnings", {i: None for i in ended}) if ended else {}
+    for i, (success, error) in ended.items():
+        record(running.pop(i), success, error, None if isinstance(warnings[i], Exception) else warnings[i])
 
 
 def _progress(total: int, initial: int, enabled: bool):

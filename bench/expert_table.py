@@ -33,7 +33,8 @@ def task_rows(directory: Path) -> tuple[list[dict], dict]:
     if not run_file.exists() or not episodes_file.exists():
         raise TableError(f"{directory}: no evaluation (expected run.json and episodes.jsonl)")
     run = json.loads(run_file.read_text())
-    episodes = list(read_rows(episodes_file))
+    episodes = read_rows(episodes_file, required=("task_id", "task_name", "episode", "success", "steps", "error",
+                                                  "provenance"))
     shas = {(e["provenance"]["git_sha"], e["provenance"]["git_dirty"]) for e in episodes}
     if len(shas) != 1:
         raise TableError(f"{directory}: episodes ran at {sorted(map(str, shas))}; one clean commit expected")

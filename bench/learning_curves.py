@@ -18,7 +18,7 @@ def load_run(run_dir: Path) -> tuple[str, list[dict]]:
     metrics, config = run_dir / "metrics.jsonl", run_dir / "config.json"
     if not metrics.exists():
         raise FileNotFoundError(f"{run_dir} has no metrics.jsonl (not an RL run directory, or not started)")
-    rows = read_rows(metrics)
+    rows = read_rows(metrics, required=("iteration",))
     label = run_dir.name
     if config.exists():
         cfg = json.loads(config.read_text())

@@ -4,7 +4,8 @@ Layout of an output directory:
 - ``run.json``: what the run evaluates (policy, suite, tasks, episodes, observation, protocol, seeds). A resumed run
   must ask for the same, else it is refused: two configurations never mix in one file.
 - ``episodes.jsonl``: one row per finished episode, each with its own provenance block; written and fsynced one
-  row at a time, so a killed run loses at most the episodes in flight.
+  row at a time, so a killed run loses at most the episodes in flight. A line that is not a row (torn by a kill,
+  edited by hand) moves to ``episodes.jsonl.torn`` when the run resumes (tgrpo/jsonl.py); every valid row is kept.
 - ``summary.json`` / ``summary.md``: success rate and Wilson 95% interval per task and for the suite.
 """
 
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
+
+from tgrpo.jsonl import read_rows
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -32,12 +35,23 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-class RunMismatch(ValueError):
+ROW_KEYS = ("suite", "task_id", "task_name", "episode", "success", "steps")  # what resume and summaries read
+
+
+class OutputError(ValueError):
+    """The output directory cannot hold this run; the message says which file and what to do."""
+
+
+class RunMismatch(OutputError):
     """The output directory holds rows of a different run configuration."""
 
 
-class OutputNotWritable(ValueError):
+class OutputNotWritable(OutputError):
     """The output directory cannot be created or written."""
+
+
+class CorruptRunFile(OutputError):
+    """The output directory's run.json is not a run configuration (random bytes, truncated, not an object)."""
 
 
 @dataclass
@@ -67,7 +81,7 @@ class ResultStore:
         self.check_writable()
         config = json.loads(json.dumps(config, sort_keys=True))  # compare as stored (tuples become lists)
         if self.run_path.exists():
-            previous = json.loads(self.run_path.read_text())
+            previous = self._read_run_file()
             if previous != config:
                 changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
                 raise RunMismatch(
@@ -78,22 +92,24 @@ class ResultStore:
             _atomic_write(self.run_path, json.dumps(config, indent=2, sort_keys=True))
         return self.read_rows()
 
+    def _read_run_file(self) -> dict:
+        try:
+            previous = json.loads(self.run_path.read_bytes())
+        except OSError as err:
+            previous, why = None, f"unreadable ({err.strerror or err})"
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            previous, why = None, f"not JSON ({err})"
+        else:
+            why = f"a JSON {type(previous).__name__}, not a run configuration"
+        if not isinstance(previous, dict):
+            raise CorruptRunFile(f"{self.run_path} is corrupt: {why}; use another --out (nothing there is touched), "
+                                 "or delete it if the rows there came from these same settings")
+        return previous
+
     def read_rows(self) -> list[dict]:
-        """Finished rows; a torn last line (a kill during a write) is dropped from the file."""
-        if not self.episodes_path.exists():
-            return []
-        rows, good_bytes = [], 0
-        with self.episodes_path.open("rb") as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break
-                good_bytes += len(line)
-        if good_bytes != self.episodes_path.stat().st_size:
-            with self.episodes_path.open("r+b") as f:
-                f.truncate(good_bytes)
-        return rows
+        """Finished rows. A line that is not a row (a kill during a write, a hand edit) moves to
+        episodes.jsonl.torn, the file is rewritten without it, and a line on stderr says so."""
+        return read_rows(self.episodes_path, repair=True, required=ROW_KEYS)
 
     def append(self, row: dict) -> None:
         with self.episodes_path.open("a") as f:
@@ -110,7 +126,8 @@ class ResultStore:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Per task and per suite: episodes, successes, rate and Wilson 95% interval. Errors count as failures."""
+    """Per task and per suite: episodes, successes, rate and Wilson 95% interval. Errors count as failures;
+    `sim_warnings` counts the episodes in which MuJoCo warned (an unstable simulation among them)."""
     groups: dict[tuple[str, int], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["suite"], row["task_id"]), []).append(row)
@@ -122,6 +139,7 @@ def summarize(rows: list[dict]) -> dict:
         return {
             "episodes": n, "successes": k, "success_rate": k / n if n else None,
             "wilson95": [low, high], "errors": sum(r.get("error") is not None for r in subset),
+            "sim_warnings": sum(bool(r.get("sim_warnings")) for r in subset),
             "mean_steps": sum(r["steps"] for r in subset) / n if n else None,
         }
 
@@ -141,15 +159,15 @@ def summary_table(summary: dict) -> str:
 
     body = [
         [t["suite"], t["task_id"], t["task"][:48], t["episodes"], t["successes"], pct(t["success_rate"]),
-         f"[{pct(t['wilson95'][0])}, {pct(t['wilson95'][1])}]", t["errors"]]
+         f"[{pct(t['wilson95'][0])}, {pct(t['wilson95'][1])}]", t["errors"], t["sim_warnings"]]
         for t in summary["tasks"]
     ]
     body += [
         [suite, "all", "", s["episodes"], s["successes"], pct(s["success_rate"]),
-         f"[{pct(s['wilson95'][0])}, {pct(s['wilson95'][1])}]", s["errors"]]
+         f"[{pct(s['wilson95'][0])}, {pct(s['wilson95'][1])}]", s["errors"], s["sim_warnings"]]
         for suite, s in summary["suites"].items()
     ]
-    headers = ["suite", "task", "name", "episodes", "successes", "success %", "Wilson 95% CI", "errors"]
+    headers = ["suite", "task", "name", "episodes", "successes", "success %", "Wilson 95% CI", "errors", "sim warnings"]
     return tabulate(body, headers=headers, tablefmt="github")
 
 

@@ -99,7 +99,7 @@ def verdict(before: Evaluation, after: Evaluation) -> str:
 
 def training_summary(run_dir: Path) -> dict:
     """Mean rollout success and KL over the first and the last CURVE_WINDOW iterations of metrics.jsonl."""
-    rows = read_rows(Path(run_dir) / "metrics.jsonl")
+    rows = read_rows(Path(run_dir) / "metrics.jsonl", required=("rollout/success_rate", "loss/kl_mean"))
     if not rows:
         raise ReportError(f"{run_dir}: metrics.jsonl has no iterations")
 

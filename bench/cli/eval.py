@@ -68,7 +68,7 @@ def _request(args):
 
 def run(args: argparse.Namespace) -> int:
     from bench.evaluate import evaluate
-    from bench.results import OutputNotWritable, RunMismatch, summary_table
+    from bench.results import OutputError, summary_table
     from tgrpo.policies import make_policy
 
     request = _request(args)
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         sys.modules["torch"].set_num_threads(args.torch_threads)
     try:
         summary = evaluate(request, policy, progress=not args.no_progress)
-    except (OutputNotWritable, RunMismatch) as err:
+    except OutputError as err:  # a different run, a corrupt run.json, an unwritable directory
         raise UsageError(str(err)) from err
     print(summary_table(summary))
     print(f"rows: {request.out_dir / 'episodes.jsonl'}", file=sys.stderr)

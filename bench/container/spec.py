@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tgrpo.jsonl import parse_rows
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = "docker/Dockerfile"
 IMAGE_REPO = "tgrpo-bench"
@@ -263,16 +265,11 @@ def check_episodes(path: Path, image_id: str | None) -> ResultsCheck:
     if not path.is_file():
         check.problems.append(f"{path} was not written")
         return check
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            check.problems.append(f"line {number}: not JSON ({err})")
-            continue
+    parsed = parse_rows(path)
+    check.problems += [f"line {bad.number}: {bad.reason}" for bad in parsed.bad]
+    for number, row in zip(parsed.numbers, parsed.rows, strict=True):
         check.rows += 1
-        provenance = row.get("provenance") if isinstance(row, dict) else None
+        provenance = row.get("provenance")
         if not isinstance(provenance, dict) or not provenance:
             check.problems.append(f"line {number}: no provenance block")
             continue

@@ -50,7 +50,7 @@ def task_paths(request: DemoRequest, task_name: str) -> tuple[Path, Path]:
 
 
 def _read_attempts(parts: Path) -> list[dict]:
-    return read_rows(parts / "attempts.jsonl")
+    return read_rows(parts / "attempts.jsonl", repair=True, required=("attempt",))
 
 
 def _finished_parts(parts: Path) -> list[Path]:

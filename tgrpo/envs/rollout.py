@@ -7,6 +7,7 @@ Stop rules:
   and `mask` marks which steps are real.
 
 A worker that crashes ends its trajectory as a recorded failure (`errors[i]`); the other trajectories go on.
+MuJoCo warnings a trajectory raised (an unstable simulation resets its state and runs on) are in `sim_warnings[i]`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class GroupRollout:
     privileged: [N, M + 1, D] privileged state; index 0 is the start (after the wait steps), t + 1 after action t.
     done: [N, M] LIBERO's success check after each action. mask: [N, M] steps that happened.
     success: [N] bool. length: [N] int steps taken. errors: per trajectory None or the failure message.
+    sim_warnings: per trajectory the MuJoCo warnings raised (kind -> first policy step, 0: during the start; empty:
+    none), or None when the worker could not say (it never started the trajectory, or crashed).
     """
 
     obs: dict[str, np.ndarray]
@@ -43,6 +46,7 @@ class GroupRollout:
     success: np.ndarray
     length: np.ndarray
     errors: list[str | None]
+    sim_warnings: list[dict[str, int] | None]
     instruction: str
     layout: object = field(repr=False, default=None)
 
@@ -131,10 +135,13 @@ def group_rollout(
             break
         active = still
 
-    return _assemble(n, template, obs_steps, act_steps, priv_steps, done_steps, success, errors, info)
+    warnings = pool.broadcast("sim_warnings", {i: None for i in current})
+    sim_warnings = [None if isinstance(warnings.get(i), Exception) else warnings.get(i) for i in range(n)]
+    return _assemble(n, template, obs_steps, act_steps, priv_steps, done_steps, success, errors, sim_warnings, info)
 
 
-def _assemble(n, template, obs_steps, act_steps, priv_steps, done_steps, success, errors, info) -> GroupRollout:
+def _assemble(n, template, obs_steps, act_steps, priv_steps, done_steps, success, errors, sim_warnings,
+              info) -> GroupRollout:
     m = len(obs_steps)
     mask = np.zeros((n, m), dtype=bool)
     for t, step in enumerate(obs_steps):
@@ -161,6 +168,6 @@ def _assemble(n, template, obs_steps, act_steps, priv_steps, done_steps, success
             privileged[i, t] = p
     return GroupRollout(
         obs=obs, actions=actions, tokens=tokens, logprobs=logprobs, privileged=privileged, done=done,
-        mask=mask, success=success, length=mask.sum(axis=1), errors=errors, instruction=info["instruction"],
-        layout=info["layout"],
+        mask=mask, success=success, length=mask.sum(axis=1), errors=errors, sim_warnings=sim_warnings,
+        instruction=info["instruction"], layout=info["layout"],
     )

@@ -64,6 +64,8 @@ def _serve(conn) -> None:
                 result = env.sample_start(payload)
             elif command == "set_sim_state":
                 result = env.set_sim_state(payload)
+            elif command == "sim_warnings":
+                result = dict(env.sim_warnings)
             elif command == "close":
                 conn.send(("ok", None))
                 break
