@@ -1,7 +1,7 @@
 """Simulator worker processes: one LIBERO env each, driven over a pipe, replaced when they crash.
 
 Workers start with the ``spawn`` method: a process that holds an EGL context and forks deadlocks at the child's
-first reset (PROTOCOL.md section 5), and spawn keeps the parent free of simulator state. A worker keeps its env
+first reset (docs/protocol.md, "Rendering"), and spawn keeps the parent free of simulator state. A worker keeps its env
 across episodes of the same task (``reset()`` rebuilds the model; building costs seconds) and rebuilds it when the
 task or the observation settings change.
 """

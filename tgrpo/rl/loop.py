@@ -227,13 +227,14 @@ def group_metrics(group: dict) -> dict:
         "rollout/success_rate": float(rollout.success.mean()), "rollout/length_mean": float(rollout.length.mean()),
         "rollout/return_mean": float(returns.mean()), "rollout/return_std": float(returns.std()),
         "rollout/errors": sum(e is not None for e in rollout.errors),
+        "rollout/sim_warnings": sum(bool(w) for w in rollout.sim_warnings),
         "advantage/mean": float(valid.mean()), "advantage/std": float(valid.std()),
         "advantage/abs_max": float(valid.abs().max()),
     }
 
 
 def read_metrics(out: Path) -> list[dict]:
-    return read_rows(Path(out) / "metrics.jsonl")
+    return read_rows(Path(out) / "metrics.jsonl", repair=True, required=("iteration",))
 
 
 def _bar(total: int, initial: int, enabled: bool):
