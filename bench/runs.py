@@ -77,7 +77,9 @@ def run_rl(cfg, evaluate_after: bool = True, progress: bool = True) -> RLRunReco
 
 
 def run_sft(cfg, progress: bool = True) -> SFTRunRecord:
-    """Behaviour cloning on the suite's demonstrations (resuming a killed run). `cfg`: `baselines.sft.config.SFTConfig`."""
+    """Behaviour cloning on the suite's demonstrations (resuming a killed run).
+
+    `cfg`: `baselines.sft.config.SFTConfig`."""
     from baselines.sft.data import load_sft_data
     from baselines.sft.train import train
 

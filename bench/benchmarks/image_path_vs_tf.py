@@ -187,7 +187,8 @@ def compare(frames: np.ndarray) -> list[tuple[str, str, dict[str, float]]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--render-frames", metavar="OUT.npz", help="render frames (project venv) and exit")
-    ap.add_argument("--frames", metavar="FILE.npz", help="compare on these frames (needs tensorflow; simplejpeg optional)")
+    ap.add_argument("--frames", metavar="FILE.npz",
+                    help="compare on these frames (needs tensorflow; simplejpeg optional)")
     ap.add_argument("--json", metavar="OUT.json", help="also write the rows, with provenance, as JSON")
     ap.add_argument("--suites", default=",".join(SUITES), help="render: task 0 of each of these suites")
     ap.add_argument("--init-states", default=",".join(map(str, INIT_STATES)), help="render: official init states")
@@ -206,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare(frames)
     print(f"{len(frames)} frames {frames.shape[1:]}; tensorflow {tf.__version__}, numpy {np.__version__}, "
           f"Pillow {Image.__version__}")
-    print("| stage | variant | mean abs | max | equal | >2 | >8 | PSNR dB | ms/frame |\n|---|---|---|---|---|---|---|---|---|")
+    print("| stage | variant | mean abs | max | equal | >2 | >8 | PSNR dB | ms/frame |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for stage, name, s in rows:
         print(f"| {stage} | {name} | {s['mean_abs']:.4f} | {s['max']} | {s['frac_eq']:.4%} | {s['frac_gt2']:.4%} "
               f"| {s['frac_gt8']:.4%} | {s['psnr_db']:.2f} | {s['ms_per_frame']:.2f} |")

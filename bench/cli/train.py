@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="SFT epochs (profile default)")
     parser.add_argument("--group-size", type=int, default=None, help="RL group size N (default 4)")
     parser.add_argument("--a1", type=float, default=None, help="step-advantage weight; a2 = 1 - a1")
-    parser.add_argument("--lr", type=float, default=None, help="RL learning rate (profile default: small 1e-4, paper 1e-5)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="RL learning rate (profile default: small 1e-4, paper 1e-5)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="RL rollout sampling temperature (default 1.0: the policy itself; docs/training.md)")
     parser.add_argument("--seed", type=int, default=0)

@@ -13,9 +13,11 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=("auto", *S.VARIANTS), default="auto",
                         help="cpu (Mesa EGL, torch +cpu) or gpu (CUDA torch, EGL through NVIDIA); auto: this host's")
     parser.add_argument("--base", default="auto",
-                        help="auto (official base if pullable, else the local bootstrapped one), local, or an image ref")
+                        help="auto (official base if pullable, else the local bootstrapped one), local, "
+                             "or an image ref")
     parser.add_argument("--tag", action="append", dest="tags", metavar="REF",
-                        help="image tag (repeatable); default tgrpo-bench:VARIANT, plus :latest for this host's variant")
+                        help="image tag (repeatable); default tgrpo-bench:VARIANT, plus :latest for this "
+                             "host's variant")
     parser.add_argument("--torch-wheel", type=Path, metavar="PATH",
                         help="torch +cpu wheel (file or directory) to serve to the build; default: pip's find-links")
     parser.add_argument("--torch-index-url", metavar="URL", help="install torch from this index instead")
@@ -39,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_options(p)
     p.add_argument("--skip-build", action="store_true", help="use the existing tgrpo-bench:VARIANT image")
     p.add_argument("--gpus", default="auto", help="auto, none, all, N or device=0,1 (docker's --gpus)")
-    p.add_argument("--results", type=Path, default=None, help="host directory for /results (default results/container-smoke)")
+    p.add_argument("--results", type=Path, default=None,
+                   help="host directory for /results (default results/container-smoke)")
 
     p = sub.add_parser("run", help="run `tgrpo-bench ARGS...` in the image with the volumes mounted")
     _add_engine_options(p)

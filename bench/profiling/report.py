@@ -177,7 +177,8 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {shape} | {r['dtype']} | {r['impl']} | error: {r['error']} | | | | |")
                 continue
             lines.append(
-                f"| {shape} | {r['dtype']} | {r['impl']} | {_num(r['median_ms'])} | {_num(r['iqr_ms'])} | {_num(r['min_ms'])} | "
+                f"| {shape} | {r['dtype']} | {r['impl']} | {_num(r['median_ms'])} | "
+                f"{_num(r['iqr_ms'])} | {_num(r['min_ms'])} | "
                 f"{_num(r['peak_extra_mib'])} | {_num(r['ratio_to_floor'])} |"
             )
         lines.append("")

@@ -69,7 +69,8 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
     demo_tasks = tuple(range(TASKS_PER_SUITE)) if p.demo_tasks == "all" else tasks
     demos = Stage("demos", suite, {"suite": suite, "tasks": list(demo_tasks), "per_task": p.demos_per_task,
                                     "action_noise": DEMO_ACTION_NOISE, "seed": 0, "episode_start": "restore"},
-                  code=CODE["demos"], estimate_s=STAGE_OVERHEAD_S + DEMO_S * p.demos_per_task * len(demo_tasks) * horizon)
+                  code=CODE["demos"],
+                  estimate_s=STAGE_OVERHEAD_S + DEMO_S * p.demos_per_task * len(demo_tasks) * horizon)
     sft = Stage("sft", f"{suite}-{profile}", {"suite": suite, "profile": profile, "variant": "state",
                                                "epochs": p.sft_epochs, "seed": 0},
                 (demos,), CODE["sft"],
@@ -79,7 +80,8 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
     if "sft" in methods or rl_methods:
         plan.append(Stage("eval", f"sft-{suite}-{profile}", {"suite": suite, "tasks": list(tasks),
                                                              "episodes": p.eval_episodes, "obs": "state"},
-                          (sft,), CODE["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * len(tasks) * horizon))
+                          (sft,), CODE["eval"],
+                          STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * len(tasks) * horizon))
     iterations, max_steps = _rl_defaults(profile)
     rl_horizon = (max_steps or MAX_POLICY_STEPS[suite]) / OBJECT_HORIZON
     for method in rl_methods:

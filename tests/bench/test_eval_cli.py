@@ -123,7 +123,7 @@ def test_a_killed_run_resumes_without_redoing_finished_episodes(tmp_path):
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     base = {"--policy": "zero", "--suite": "object", "--out": str(tmp_path / "out")}
-    flags = dict(zip(args[::2], args[1::2]))
+    flags = dict(zip(args[::2], args[1::2], strict=False))
     argv = [x for k, v in {**base, **flags}.items() for x in (k, v)]
     proc = _eval(*argv, timeout=120)
     assert proc.returncode == 2

@@ -37,13 +37,16 @@ def _value(paper, source, method, suite, setting=None):
 def test_every_published_number_is_there(paper):
     expected = []
     for method, values in MAIN_V3.items():
-        expected += [("tgrpo-v3-main", method, suite, None, v) for suite, v in zip((*S, "average"), values)]
+        expected += [("tgrpo-v3-main", method, suite, None, v)
+                     for suite, v in zip((*S, "average"), values, strict=True)]
     for (source, method), values in OTHERS.items():
-        expected += [(source, method, suite, None, v) for suite, v in zip((*S, "average"), values)]
+        expected += [(source, method, suite, None, v)
+                     for suite, v in zip((*S, "average"), values, strict=True)]
     expected += [("tgrpo-v3-ablation", m, "libero_goal", None, v) for m, v in ABLATION.items()]
     expected += [("tgrpo-v3-a1-sweep", "tgrpo", "libero_goal", {"a1": a1, "a2": round(1 - a1, 10)}, v)
                  for a1, v in A1_SWEEP.items()]
-    expected += [("tgrpo-v3-group-size-sweep", "tgrpo", "libero_goal", {"group_size": n}, v) for n, v in N_SWEEP.items()]
+    expected += [("tgrpo-v3-group-size-sweep", "tgrpo", "libero_goal", {"group_size": n}, v)
+                 for n, v in N_SWEEP.items()]
     expected += [("tgrpo-v1-object", m, "libero_object", None, v) for m, v in V1.items()]
     assert len(expected) == 58 == len(paper.rows)
     for source, method, suite, setting, value in expected:
@@ -154,5 +157,6 @@ def test_a_copied_reference_is_validated_by_its_own_schema(tmp_path):
     schema = json.loads((copy / "schema.json").read_text())
     schema["$defs"]["percent"]["maximum"] = 50  # stricter copy: the committed numbers above 50 now break it
     (copy / "schema.json").write_text(json.dumps(schema))
-    with pytest.raises(ExpectedError, match=r"independent_repro.json: row 1: field value: 86.6 is greater than the maximum of 50"):
+    with pytest.raises(ExpectedError,
+                       match=r"independent_repro.json: row 1: field value: 86.6 is greater than the maximum of 50"):
         load_reference(str(copy / "paper"))

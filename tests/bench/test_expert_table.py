@@ -6,7 +6,8 @@ import pytest
 
 from bench.expert_table import TableError, main, markdown, task_rows
 
-PROV = {"git_sha": "a" * 40, "git_dirty": False, "python": "3.11.7", "packages": {"mujoco": "2.3.7"}, "machine": {"cpu": "x"}}
+PROV = {"git_sha": "a" * 40, "git_dirty": False, "python": "3.11.7", "packages": {"mujoco": "2.3.7"},
+        "machine": {"cpu": "x"}}
 
 
 def _write(tmp_path, outcomes, sha="a" * 40, dirty=False):
@@ -33,7 +34,8 @@ def test_rows_count_errors_as_failures_and_give_the_wilson_interval(tmp_path):
     assert rows[0]["wilson95"] == pytest.approx([0.5958, 0.9821], abs=1e-4)  # 9/10, Wilson 95 %
     assert rows[0]["mean_steps"] == pytest.approx(120.0) and rows[0]["max_success_steps"] == 100
     assert rows[0]["failed_episodes"] == [9] and rows[1]["failed_episodes"] == [9]
-    assert prov["git_sha"] == "a" * 40 and prov["python"] == "3.11.7" and prov["protocol"]["max_policy_steps"]["libero_goal"] == 300
+    assert prov["git_sha"] == "a" * 40 and prov["python"] == "3.11.7"
+    assert prov["protocol"]["max_policy_steps"]["libero_goal"] == 300
     text = markdown(rows)
     assert "| libero_goal/3 | task_3 | 9/10 | [59.6, 98.2] | 120 | 100 | 300 | 9 |" in text
     assert "2 of 2 tasks at or above 90 %" in text

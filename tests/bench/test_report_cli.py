@@ -94,5 +94,6 @@ def test_writes_markdown_and_json(tmp_path, capsys):
     out = tmp_path / "report" / "rl_object"
     assert main(["report", "--runs", str(run), "--baseline", str(sft), "--out", str(out)]) == 0
     table = out.with_suffix(".md").read_text()
-    assert "| 1 | tgrpo | 0 | 0.0001 | 0.5 | 7/50 = 14 % [7.0, 26.2] | 28/50 = 56 % [42.3, 68.8] | +42 | above SFT interval" in table
+    assert ("| 1 | tgrpo | 0 | 0.0001 | 0.5 | 7/50 = 14 % [7.0, 26.2] | 28/50 = 56 % [42.3, 68.8] | +42 "
+            "| above SFT interval") in table
     assert json.loads(out.with_suffix(".json").read_text())[0]["after"] == [28, 50]

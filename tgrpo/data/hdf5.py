@@ -12,13 +12,13 @@ files and ours alike::
         obs/ee_pos [T, 3], obs/ee_ori [T, 3], obs/ee_states [T, 6], obs/gripper_states [T, 2],
         obs/joint_states [T, 7]
 
-Additions of this project, ignored by LIBERO's and robomimic's loaders: per demo the attrs ``seed``,
-``init_source`` ('fresh': placements sampled by ``env.reset()``), ``fixture_names`` (JSON) and ``fixture_poses``
-[F, 7] (the placed fixtures' model poses, which ``init_state`` does not hold), ``stage_names`` and ``stage_transitions`` (JSON),
-the dataset ``stage_index`` [T] (the expert's stage at each step), optionally ``obs/privileged`` [T, D] and
+Additions of this project, ignored by LIBERO's and robomimic's loaders: per demo the attrs ``seed``, ``init_source``
+('fresh': placements sampled by ``env.reset()``), ``fixture_names`` (JSON) and ``fixture_poses`` [F, 7] (the placed
+fixtures' model poses, which ``init_state`` does not hold), ``stage_names`` and ``stage_transitions`` (JSON), the
+dataset ``stage_index`` [T] (the expert's stage at each step), optionally ``obs/privileged`` [T, D] and
 ``executed_actions`` [T, 7] (when the generator perturbed the executed actions, ``actions`` holds the expert's
-unperturbed labels and this the actions the simulator received: replay these, train on those);
-on ``data`` the attrs ``image_preprocessing`` (JSON) and ``privileged_layout`` (JSON).
+unperturbed labels and this the actions the simulator received: replay these, train on those); on ``data`` the attrs
+``image_preprocessing`` (JSON) and ``privileged_layout`` (JSON).
 
 A demo is written as its own small file first (``write_demo_file``, atomic rename) and the per-task dataset is
 assembled from those parts (``merge_demo_files``), so a killed generation run loses at most the demo in flight.

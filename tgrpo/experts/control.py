@@ -1,9 +1,8 @@
 """Servo to a Cartesian target with the OSC delta controller.
 
-Measured on this stack (docs/protocol.md, "Controller response"): a full action on one axis moves the end effector about 1.25 cm per
-step at steady state with about 3 steps of lag; rotation actions are world-frame axis-angle rates (a = 0.5 turns
-about 0.05 rad per step); -1 opens and +1 closes the gripper, closing takes about 10 steps.
-"""
+Measured on this stack (docs/protocol.md, "Controller response"): a full action on one axis moves the end effector about
+1.25 cm per step at steady state with about 3 steps of lag; rotation actions are world-frame axis-angle rates (a = 0.5
+turns about 0.05 rad per step); -1 opens and +1 closes the gripper, closing takes about 10 steps."""
 
 from __future__ import annotations
 

@@ -76,7 +76,9 @@ class DecodeState:
 
 
 class FastDecoder:
-    """`start(model, context)` -> (logits of a_0, state); `step(bins, position, state)` -> logits of a_position. Same numbers as `TinyVLA.logits` up to float rounding (tests/tgrpo/policies/test_tiny.py)."""
+    """`start(model, context)` -> (logits of a_0, state); `step(bins, position, state)` -> logits of a_position.
+
+    Same numbers as `TinyVLA.logits` up to float rounding (tests/tgrpo/policies/test_tiny.py)."""
 
     def __init__(self) -> None:
         self._model: nn.Module | None = None

@@ -87,7 +87,8 @@ def test_state_statistics_standardise_the_padded_state(tmp_path):
     policy.save(tmp_path / "ckpt")
     loaded = TinyPolicy.load(tmp_path / "ckpt")
     assert loaded.state_stats == policy.state_stats
-    np.testing.assert_array_equal(policy.act(_obs(), INSTR, [0, 1, 2]).tokens, loaded.act(_obs(), INSTR, [0, 1, 2]).tokens)
+    np.testing.assert_array_equal(policy.act(_obs(), INSTR, [0, 1, 2]).tokens,
+                                  loaded.act(_obs(), INSTR, [0, 1, 2]).tokens)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

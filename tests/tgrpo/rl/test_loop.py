@@ -40,7 +40,7 @@ def _cfg(init, out, method="tgrpo", **kw):
 
 
 def _paper_advantage(rewards: np.ndarray, a1: float, a2: float) -> np.ndarray:
-    """The paper's Eq. 2-4 (docs/algorithm.md) as loops: z-scores with 1/(N-1) std plus the configured eps 1e-6 (docs/algorithm.md);
+    """The paper's Eq. 2-4 (docs/algorithm.md) as loops: z-scores with 1/(N-1) std plus the configured eps 1e-6;
     an all-equal group gives 0."""
     eps = 1e-6
     n, m = rewards.shape
@@ -110,7 +110,8 @@ def test_resume_equals_an_uninterrupted_run(init_checkpoint, tmp_path):
     assert resumed.iteration == 1
     resumed.run(progress=False)
     assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "full")
-    for (name, a), (_, b) in zip(full.policy.model.state_dict().items(), resumed.policy.model.state_dict().items()):
+    pairs = zip(full.policy.model.state_dict().items(), resumed.policy.model.state_dict().items(), strict=True)
+    for (name, a), (_, b) in pairs:
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
