@@ -39,9 +39,9 @@ def test_every_published_number_is_there(paper):
     for method, values in MAIN_V3.items():
         expected += [("tgrpo-v3-main", method, suite, None, v)
                      for suite, v in zip((*S, "average"), values, strict=True)]
-    for (source, method), values in OTHERS.items():
+    for (source, method), values in OTHERS.items():  # some sources print no average: zip stops at their last value
         expected += [(source, method, suite, None, v)
-                     for suite, v in zip((*S, "average"), values, strict=True)]
+                     for suite, v in zip((*S, "average"), values, strict=False)]
     expected += [("tgrpo-v3-ablation", m, "libero_goal", None, v) for m, v in ABLATION.items()]
     expected += [("tgrpo-v3-a1-sweep", "tgrpo", "libero_goal", {"a1": a1, "a2": round(1 - a1, 10)}, v)
                  for a1, v in A1_SWEEP.items()]
