@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -40,6 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check(args) -> str:
     from tgrpo.envs.protocol import check_task_ids, resolve_suite
 
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    bad = [f"--{k.replace('_', '-')}" for k in ("temperature", "a1", "lr") if not math.isfinite(getattr(args, k) or 0)]
+    if bad:
+        raise UsageError(f"{', '.join(bad)} must be a finite number")
+    if args.init_checkpoint is not None and args.method != "sft":
+        from tgrpo.policies.tiny import TinyPolicy
+
+        try:
+            TinyPolicy.load(args.init_checkpoint)  # a corrupt checkpoint is refused before the run directory exists
+        except (ValueError, FileNotFoundError) as err:
+            raise UsageError(str(err)) from err
     if args.method not in METHODS:
         raise UsageError(f"unknown method {args.method!r}; valid: {', '.join(METHODS)}")
     if args.profile not in PROFILES:
