@@ -32,7 +32,10 @@ def load_trainer_state(path: Path, required: tuple[str, ...] = ()) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise TrainerStateError(f"{path} holds objects other than tensors and plain data (refusing to load it); "
+        if "GLOBAL" in str(err):  # a well-formed pickle naming a callable or class: refused, never run
+            raise TrainerStateError(f"{path} holds objects other than tensors and plain data (refusing to load it); "
+                                    "delete it to start the run afresh") from err
+        raise TrainerStateError(f"{path} is not a trainer state this project wrote (unreadable); "
                                 "delete it to start the run afresh") from err
     except (RuntimeError, EOFError, ValueError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -7,12 +7,12 @@ files do not, so they serve the image variant only). The instruction is the task
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
 from baselines.sft.train import SFTData
-from tgrpo.envs.privileged import PrivilegedLayout
 
 
 def dataset_files(demos_dir: Path, suite: str) -> list[Path]:
@@ -38,13 +38,19 @@ def task_language(suite: str, bddl_file_name: str, path: Path) -> str:
 
 
 def load_sft_data(demos_dir: Path, suite: str, variant: str, max_demos_per_task: int | None = None) -> SFTData:
-    """All demos of a suite as flattened steps; state vectors are zero-padded to the suite's longest."""
+    """All demos of a suite as flattened steps; state vectors are zero-padded to the suite's longest.
+
+    Every file is opened before any is read, so a corrupt one is reported at once (ValueError naming it)."""
     from tgrpo.data.hdf5 import LiberoDataset
 
     states, images, wrists, instructions, actions, demo_ids = [], [], [], [], [], []
     next_demo = 0
-    for path in dataset_files(demos_dir, suite):
-        with LiberoDataset(path) as ds:
+    with ExitStack() as stack:
+        datasets = [(path, stack.enter_context(LiberoDataset(path))) for path in dataset_files(demos_dir, suite)]
+        # imports the simulator (and its import-time warnings): only once every file opened
+        from tgrpo.envs.privileged import PrivilegedLayout
+
+        for path, ds in datasets:
             instruction = task_language(suite, ds.attrs.get("bddl_file_name", ""), path)
             layout = ds.json_attr("privileged_layout")
             if variant == "state" and layout is None:

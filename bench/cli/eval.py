@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def _request(args):
     from tgrpo.envs.protocol import (
         TASKS_PER_SUITE,
         Protocol,
+        check_episode_count,
         check_episode_ids,
         check_task_ids,
         resolve_suite,
@@ -50,15 +52,15 @@ def _request(args):
         if args.episode_ids is not None:
             episodes = check_episode_ids(args.episode_ids)
         else:
-            if args.episodes < 1:
-                raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
-            episodes = check_episode_ids(list(range(args.episodes)))
+            episodes = check_episode_count(args.episodes)
         if args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
+        if args.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {args.seed}")
         obs = ObsConfig(mode=args.obs, center_crop=args.center_crop, wrist=args.wrist, fast_render=args.fast_render)
         protocol = Protocol(episode_start=args.episode_start)
-        if args.temperature < 0:
-            raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
+        if not (math.isfinite(args.temperature) and args.temperature >= 0):
+            raise ValueError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
     except ValueError as err:
         raise UsageError(str(err)) from err
     out = args.out or Path("results/eval") / f"{args.policy}_{suite}_{args.obs}"

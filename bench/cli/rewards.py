@@ -3,7 +3,8 @@
     tgrpo-bench rewards generate --suite goal --source rules      # the committed offline specs
     tgrpo-bench rewards generate --suite goal --source llm        # Messages API (ANTHROPIC_API_KEY), cached
     tgrpo-bench rewards check                                      # every committed spec against schema + BDDL
-    tgrpo-bench rewards validate --suite object                    # expert demos on the real simulator
+    tgrpo-bench rewards validate --suite object                    # expert demos on the real simulator (a table)
+    tgrpo-bench rewards validate --suite object --write-record     # ... and record it next to the specs
     tgrpo-bench rewards keyposes --suite object                    # key poses from expert demonstrations
     tgrpo-bench rewards bench --suite long --tasks 0               # reward time vs simulation time
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -45,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="successful expert demonstrations wanted per task (official init states 0, 1, ...)")
     val.add_argument("--tries", type=int, default=None, help="init states tried at most (default 2 x episodes)")
     val.add_argument("--specs", type=Path, default=None, help="directory of <suite>.json (default: committed)")
-    val.add_argument("--no-record", action="store_true", help="do not write <suite>.validation.json")
+    val.add_argument("--write-record", action="store_true",
+                     help="write each task's result into <specs>/<suite>.validation.json (the --specs directory, "
+                          "default the committed tgrpo/rewards/specs); default: only print the table")
     val.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
 
     kp = sub.add_parser("keyposes", help="derive key poses from expert demonstrations on sampled placements")
@@ -91,9 +95,19 @@ def _specs_dir(path: Path | None) -> Path:
     return SPECS_DIR if path is None else path
 
 
+def _load_spec(suite: str, task_id: int, directory: Path | None = None) -> dict:
+    """A task's spec (failed ones too) from the directory (default: committed); UsageError if it cannot be read."""
+    from tgrpo.rewards.store import load_spec, suite_path
+
+    try:
+        return load_spec(suite, task_id, path=suite_path(suite, _specs_dir(directory)), allow_failed=True)
+    except (ValueError, FileNotFoundError) as err:  # SpecError is a ValueError
+        raise UsageError(str(err)) from err
+
+
 def _generate(args) -> int:
     from tgrpo.rewards.facts import task_facts
-    from tgrpo.rewards.llm import LLMConfig, LLMError, llm_spec
+    from tgrpo.rewards.llm import LLMConfig, LLMError, LLMUnavailable, llm_spec
     from tgrpo.rewards.rules import rules_spec
     from tgrpo.rewards.schema import SpecError
     from tgrpo.rewards.store import suite_path, write_suite
@@ -105,16 +119,20 @@ def _generate(args) -> int:
                                        ("cache_dir", None if args.cache_dir is None else str(args.cache_dir)))
                      if v is not None}
         cfg = LLMConfig(offline=args.offline, **overrides)
-        if cfg.max_retries < 0 or cfg.timeout_s <= 0:
+        if cfg.max_retries < 0 or not (math.isfinite(cfg.timeout_s) and cfg.timeout_s > 0):
             raise UsageError("--max-retries must be >= 0 and --timeout > 0")
     out_dir = args.out or (_specs_dir(None) if cfg is None else Path("results/rewards/llm") / cfg.model)
+    suites, tasks = _suites(args.suite), _tasks(args.tasks)
     failed = 0
-    for suite in _suites(args.suite):
-        specs = []
-        for task_id in _tasks(args.tasks):
+    for suite in suites:
+        specs, unavailable = [], None
+        for task_id in tasks:
             facts = task_facts(suite, task_id)
             try:
                 spec = rules_spec(facts) if cfg is None else llm_spec(facts, cfg)
+            except LLMUnavailable as err:  # no key, no endpoint: every further task would fail alike
+                unavailable = err
+                break
             except (SpecError, LLMError) as err:
                 failed += 1
                 print(f"{suite}/{task_id}: FAILED: {err}", file=sys.stderr)
@@ -128,22 +146,30 @@ def _generate(args) -> int:
             except OSError as err:
                 raise UsageError(f"cannot write {suite_path(suite, out_dir)}: {err}") from err
             print(f"wrote {suite_path(suite, out_dir)}", file=sys.stderr)
+        if unavailable is not None:
+            raise UsageError(str(unavailable))
     return 1 if failed else 0
 
 
 def _check(args) -> int:
     from tgrpo.rewards.schema import SpecError
-    from tgrpo.rewards.store import load_spec, suite_path, validation_status
+    from tgrpo.rewards.store import load_spec, read_suite, suite_path, validation_status
 
     directory = _specs_dir(args.specs)
     bad = 0
     for suite in _suites(args.suite):
+        try:
+            read_suite(suite_path(suite, directory))
+        except (SpecError, FileNotFoundError) as err:  # the whole file: one line, not one per task
+            bad += 1
+            print(f"{suite}: INVALID: {err}")
+            continue
         for task_id in _tasks(None):
             try:
                 spec = load_spec(suite, task_id, path=suite_path(suite, directory), allow_failed=True)
                 status = validation_status(spec, directory)
                 print(f"{suite}/{task_id}: ok ({spec['source'].get('kind')}, validation: {status})")
-            except (SpecError, FileNotFoundError) as err:
+            except SpecError as err:
                 bad += 1
                 print(f"{suite}/{task_id}: INVALID: {err}")
     return 1 if bad else 0
@@ -153,7 +179,7 @@ def _validate(args) -> int:
     import json
 
     from tgrpo.rewards.keyposes import keyposes_path, load_key_poses
-    from tgrpo.rewards.store import load_spec, suite_path, write_validation
+    from tgrpo.rewards.store import write_validation
     from tgrpo.rewards.validate import table, validate_task
 
     if args.episodes < 1 or args.episodes > 50:
@@ -161,22 +187,24 @@ def _validate(args) -> int:
     if args.tries is not None and not args.episodes <= args.tries <= 50:
         raise UsageError(f"--tries must be between --episodes and 50, got {args.tries}")
     directory = _specs_dir(args.specs)
-    rows = []
+    jobs = []  # every spec and key pose file is read before the first (long) simulation
     for suite in _suites(args.suite):
         for task_id in _tasks(args.tasks):
+            spec = _load_spec(suite, task_id, directory)
             try:
-                spec = load_spec(suite, task_id, path=suite_path(suite, directory), allow_failed=True)
-            except FileNotFoundError as err:
+                jobs.append((suite, task_id, spec, load_key_poses(spec, keyposes_path(suite, directory))))
+            except ValueError as err:
                 raise UsageError(str(err)) from err
-            poses = load_key_poses(spec, keyposes_path(suite, directory))
-            print(f"{suite}/{task_id}: {spec['instruction']}", file=sys.stderr)
-            row = validate_task(suite, task_id, spec, episodes=args.episodes, key_poses=poses,
-                                log=lambda m: print(m, file=sys.stderr), tries=args.tries)
-            row.demo_source = "expert" + (" + demo key poses" if poses else "")
-            rows.append(row)
-            print(f"  -> {row.status} {'; '.join(row.reasons)}", file=sys.stderr)
-            if not args.no_record:
-                write_validation(suite, {task_id: row.to_dict()}, directory)
+    rows = []
+    for suite, task_id, spec, poses in jobs:
+        print(f"{suite}/{task_id}: {spec['instruction']}", file=sys.stderr)
+        row = validate_task(suite, task_id, spec, episodes=args.episodes, key_poses=poses,
+                            log=lambda m: print(m, file=sys.stderr), tries=args.tries)
+        row.demo_source = "expert" + (" + demo key poses" if poses else "")
+        rows.append(row)
+        print(f"  -> {row.status} {'; '.join(row.reasons)}", file=sys.stderr)
+        if args.write_record:
+            print(f"  recorded in {write_validation(suite, {task_id: row.to_dict()}, directory)}", file=sys.stderr)
     print(table(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +214,6 @@ def _validate(args) -> int:
 
 def _keyposes(args) -> int:
     from tgrpo.rewards.keyposes import derive_key_poses, keyposes_path, write_key_poses
-    from tgrpo.rewards.store import load_spec, suite_path
     from tgrpo.rewards.validate import demonstrations_on_sampled_states
 
     if args.demos < 1:
@@ -195,7 +222,7 @@ def _keyposes(args) -> int:
     for suite in _suites(args.suite):
         per_task = {}
         for task_id in _tasks(args.tasks):
-            spec = load_spec(suite, task_id, path=suite_path(suite, directory), allow_failed=True)
+            spec = _load_spec(suite, task_id, directory)
             demos, layout = demonstrations_on_sampled_states(suite, task_id, args.demos, args.seed,
                                                              log=lambda m: print(m, file=sys.stderr))
             poses = derive_key_poses(spec, layout, [d.privileged for d in demos])
@@ -212,14 +239,13 @@ def _bench(args) -> int:
 
     from tgrpo.rewards.benchmark import run_benchmark
     from tgrpo.rewards.keyposes import load_key_poses
-    from tgrpo.rewards.store import load_spec
 
     if args.n < 1 or args.m < 1 or args.repeats < 1:
         raise UsageError("--n, --m and --repeats must be at least 1")
     results = []
     for suite in _suites(args.suite):
         for task_id in _tasks(args.tasks if args.tasks is not None else [0]):
-            spec = load_spec(suite, task_id, allow_failed=True)
+            spec = _load_spec(suite, task_id)
             results.append(run_benchmark(suite, task_id, spec, args.n, args.m, args.repeats, args.policy,
                                          load_key_poses(spec), log=print))
     try:

@@ -9,6 +9,7 @@ A thin shell over `bench.runs` (`run_sft`, `run_rl`): parse, validate, call, pri
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check(args) -> str:
     from tgrpo.envs.protocol import check_task_ids, resolve_suite
 
+    bad = [f"--{k.replace('_', '-')}" for k in ("temperature", "a1", "lr") if not math.isfinite(getattr(args, k) or 0)]
+    if bad:
+        raise UsageError(f"{', '.join(bad)} must be a finite number")
     try:
         spec = get_method(args.method)
         if args.profile not in PROFILES:

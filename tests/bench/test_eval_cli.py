@@ -116,7 +116,7 @@ def test_a_killed_run_resumes_without_redoing_finished_episodes(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--suite", "libero_90"], "valid: libero_spatial"),
     (["--tasks", "10"], "valid: 0..9"),
-    (["--episodes", "51"], "valid: 0..49"),
+    (["--episodes", "51"], "at most 50 official init states"),
     (["--episode-ids", "3,50"], "valid: 0..49"),
     (["--policy", "openvla-99b"], "valid: zero, random"),
     (["--temperature", "-0.5"], "0 = greedy"),

@@ -109,7 +109,10 @@ def write_demo_group(group: h5py.Group, demo: Demo) -> None:
 
 
 def read_demo_group(group: h5py.Group, obs_keys: tuple[str, ...] | None = None) -> Demo:
-    """Load one demo group (ours or LIBERO's)."""
+    """Load one demo group (ours or LIBERO's); ValueError naming the file and group if a dataset is missing."""
+    missing = [k for k in ("actions", "states", "rewards", "dones") if k not in group]
+    if missing:
+        raise ValueError(f"{group.file.filename}: {group.name} has no {', '.join(missing)}: not a LIBERO demonstration")
     obs_group = group.get("obs")
     obs = {}
     if obs_group is not None:
@@ -185,7 +188,12 @@ class LiberoDataset:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._file = h5py.File(self.path, "r")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except FileNotFoundError:
+            raise
+        except OSError as err:  # h5py: not an HDF5 file, truncated, unreadable
+            raise ValueError(f"{self.path} cannot be opened as an HDF5 file ({' '.join(str(err).split())})") from None
         if "data" not in self._file:
             self._file.close()
             raise ValueError(f"{self.path} has no 'data' group: not a LIBERO demonstration file")

@@ -6,6 +6,7 @@ Sources (see docs/protocol.md): [OVLA] OpenVLA's LIBERO evaluation script (``run
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, fields
 
 SUITE_ALIASES: dict[str, str] = {
@@ -40,20 +41,35 @@ def resolve_suite(name: str) -> str:
     raise ValueError(f"unknown suite {name!r}; valid: {choices}")
 
 
-def check_task_ids(task_ids: list[int]) -> list[int]:
-    """Validate task ids (0..9); ValueError naming the valid range otherwise."""
-    bad = [t for t in task_ids if not 0 <= t < TASKS_PER_SUITE]
+def _check_ids(ids: list[int], what: str, limit: int) -> list[int]:
+    """ids: at least one, none repeated, each in 0..limit-1; ValueError naming what is wrong otherwise."""
+    if not ids:
+        raise ValueError(f"no {what} given; valid: 0..{limit - 1}")
+    repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if repeated:
+        raise ValueError(f"{what} {repeated} given more than once")
+    bad = [i for i in ids if not 0 <= i < limit]
     if bad:
-        raise ValueError(f"task id(s) {bad} out of range; valid: 0..{TASKS_PER_SUITE - 1}")
-    return task_ids
+        raise ValueError(f"{what} {bad} out of range; valid: 0..{limit - 1}")
+    return ids
+
+
+def check_task_ids(task_ids: list[int]) -> list[int]:
+    """Validate task ids (0..9, at least one, no repeats); ValueError naming the valid range otherwise."""
+    return _check_ids(task_ids, "task id(s)", TASKS_PER_SUITE)
 
 
 def check_episode_ids(episode_ids: list[int]) -> list[int]:
-    """Validate episode (= official init state) indices (0..49)."""
-    bad = [e for e in episode_ids if not 0 <= e < INIT_STATES_PER_TASK]
-    if bad:
-        raise ValueError(f"episode index(es) {bad} out of range; valid: 0..{INIT_STATES_PER_TASK - 1}")
-    return episode_ids
+    """Validate episode (= official init state) indices (0..49, at least one, no repeats)."""
+    return _check_ids(episode_ids, "episode index(es)", INIT_STATES_PER_TASK)
+
+
+def check_episode_count(episodes: int) -> list[int]:
+    """The first `episodes` official init states; ValueError naming the limit otherwise."""
+    if not 1 <= episodes <= INIT_STATES_PER_TASK:
+        raise ValueError(f"--episodes must be 1..{INIT_STATES_PER_TASK} (each task has at most "
+                         f"{INIT_STATES_PER_TASK} official init states), got {episodes}")
+    return list(range(episodes))
 
 
 def _src(source: str, **kw):

@@ -329,17 +329,32 @@ class TinyPolicy(TrainablePolicy):
 
     @classmethod
     def load(cls, directory: Path, seed: int = 0) -> TinyPolicy:
+        """The checkpoint `save` wrote; FileNotFoundError if absent, CheckpointError if it cannot be read."""
         directory = Path(directory)
         if not (directory / "policy.json").exists() or not (directory / "model.pt").exists():
             raise FileNotFoundError(f"no tiny checkpoint at {directory} (expected policy.json and model.pt)")
-        meta = json.loads((directory / "policy.json").read_text())
-        cfg = TinyConfig(**meta["config"])
-        stats = at.NormStats(**{k: tuple(v) for k, v in meta["norm_stats"].items()})
-        state_stats = meta.get("state_stats")  # absent in checkpoints from before state normalisation
-        model = TinyVLA(cfg)
-        model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
+        try:
+            meta = json.loads((directory / "policy.json").read_text())
+            cfg = TinyConfig(**meta["config"])
+            stats = at.NormStats(**{k: tuple(v) for k, v in meta["norm_stats"].items()})
+            state_stats = meta.get("state_stats")  # absent in checkpoints from before state normalisation
+            if state_stats:
+                state_stats = StateStats(**{k: tuple(v) for k, v in state_stats.items()})
+            model = TinyVLA(cfg)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError) as err:
+            raise CheckpointError(f"{directory / 'policy.json'} is not a tiny policy description "
+                                  f"({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
+        try:
+            model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
+        except Exception as err:  # noqa: BLE001 (a bad file: RuntimeError, UnpicklingError, EOFError, ... from torch)
+            raise CheckpointError(f"{directory / 'model.pt'} does not hold the weights its policy.json describes "
+                                  f"({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
         return cls(model, cfg, stats, {"checkpoint": str(directory), "checkpoint_sha256": checkpoint_sha256(directory)},
-                   StateStats(**{k: tuple(v) for k, v in state_stats.items()}) if state_stats else None, seed)
+                   state_stats or None, seed)
+
+
+class CheckpointError(ValueError):
+    """A tiny checkpoint that exists but cannot be read (corrupt, truncated, or not this model's)."""
 
 
 def _generator(*key: int) -> torch.Generator:

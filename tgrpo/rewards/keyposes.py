@@ -48,6 +48,7 @@ import numpy as np
 from tgrpo.rewards.predicates import Geometry, compile_key_pose
 from tgrpo.rewards.reward import StageReward
 from tgrpo.rewards.schema import KEY_POSE_DEFAULTS, SPECS_DIR, spec_hash
+from tgrpo.rewards.store import read_tasks_doc
 
 KEYPOSE_VERSION = 1
 POSE_FIELDS = ("entity", "part", "at", "offset", "joint_target")
@@ -113,8 +114,7 @@ def load_key_poses(spec: dict, path: Path | str | None = None) -> dict[str, dict
     path = keyposes_path(spec["suite"]) if path is None else Path(path)
     if not path.exists():
         return None
-    with open(path) as f:
-        doc = json.load(f)
+    doc = read_tasks_doc(path, "key pose")
     if doc.get("keypose_version") != KEYPOSE_VERSION:
         raise ValueError(f"{path}: keypose_version {doc.get('keypose_version')} is not {KEYPOSE_VERSION}")
     entry = doc.get("tasks", {}).get(str(spec["task_id"]))

@@ -54,7 +54,12 @@ class LLMConfig:
 
 
 class LLMError(RuntimeError):
-    """The API could not give an answer (no key, timeout, rate limit or overload after retries, ...)."""
+    """The API could not give an answer (timeout, rate limit or overload after retries, a body that is not a
+    Messages API response, ...)."""
+
+
+class LLMUnavailable(LLMError):
+    """There is no API to ask (no key, the endpoint cannot be reached): every further request would fail alike."""
 
 
 SYSTEM_PROMPT = (
@@ -122,37 +127,59 @@ def _scrub(text: str, secret: str | None) -> str:
     return text.replace(secret, "[redacted]") if secret else text
 
 
+def _excerpt(text: str, secret: str | None, limit: int = 120) -> str:
+    """The start of a server's text on one line, without the key."""
+    return repr(_scrub(" ".join(str(text).split()), secret)[:limit])
+
+
+def _parse_message(text: str, content_type: str, key: str) -> dict:
+    """The parts of a Messages API response body the cache keeps; LLMError (rejected) for anything else."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    content = body.get("content") if isinstance(body, dict) else None
+    usage = body.get("usage") if isinstance(body, dict) else None
+    blocks = content if isinstance(content, list) and all(isinstance(b, dict) for b in content) else None
+    texts = [b.get("text") for b in blocks or [] if b.get("type") == "text"]
+    if blocks is None or not isinstance(usage, dict) or not all(isinstance(t, str) for t in texts):
+        raise LLMError(f"the Messages API answer was rejected: HTTP 200 ({content_type or 'no content type'}) "
+                       f"but not a Messages API response: {_excerpt(text, key)}")
+    return {
+        "response_id": body.get("id"),
+        "model_answered": body.get("model"),
+        "stop_reason": body.get("stop_reason"),
+        "usage": {"input_tokens": usage.get("input_tokens"), "output_tokens": usage.get("output_tokens")},
+        "text": _scrub("".join(texts), key),
+    }
+
+
 def _call_api(cfg: LLMConfig, prompt: dict) -> dict:
     """One Messages API call (the SDK retries); returns the parts of the answer the cache keeps."""
     key = os.environ.get(cfg.api_key_env)
     if not key:
-        raise LLMError(f"{cfg.api_key_env} is not set and no cached answer exists for this prompt")
+        raise LLMUnavailable(f"{cfg.api_key_env} is not set and no cached answer exists for this prompt")
     import anthropic
 
     client = anthropic.Anthropic(api_key=key, base_url=cfg.base_url, timeout=cfg.timeout_s,
                                  max_retries=cfg.max_retries)
-    try:
-        message = client.messages.create(model=cfg.model, max_tokens=cfg.max_tokens, system=prompt["system"],
-                                         messages=prompt["messages"])
+    try:  # the raw body: the SDK would hand back HTML as a str and a wrong-shaped object unchecked
+        raw = client.messages.with_raw_response.create(model=cfg.model, max_tokens=cfg.max_tokens,
+                                                       system=prompt["system"], messages=prompt["messages"])
+        text, content_type = raw.text(), raw.headers.get("content-type", "")
     except anthropic.APITimeoutError:
         raise LLMError(f"the Messages API timed out ({cfg.timeout_s} s per attempt, {cfg.max_retries} retries)") \
             from None
     except anthropic.APIStatusError as err:
         what = {429: "rate limited", 529: "overloaded"}.get(err.status_code, "error")
-        raise LLMError(_scrub(f"the Messages API answered {err.status_code} ({what}) after {cfg.max_retries} "
-                              f"retries: {err.message}", key)) from None
+        raise LLMError(f"the Messages API answered {err.status_code} ({what}) after {cfg.max_retries} "
+                       f"retries: {_excerpt(err.message, key, 300)}") from None
     except anthropic.APIConnectionError as err:
-        raise LLMError(_scrub(f"could not reach the Messages API: {err}", key)) from None
+        raise LLMUnavailable(f"could not reach the Messages API at {_scrub(str(client.base_url), key)}: "
+                             f"{_excerpt(err, key)}") from None
     finally:
         client.close()
-    texts = [block.text for block in message.content if getattr(block, "type", None) == "text"]
-    return {
-        "response_id": message.id,
-        "model_answered": message.model,
-        "stop_reason": message.stop_reason,
-        "usage": {"input_tokens": message.usage.input_tokens, "output_tokens": message.usage.output_tokens},
-        "text": "".join(texts),
-    }
+    return _parse_message(text, content_type, key)
 
 
 def llm_answer(facts: TaskFacts, cfg: LLMConfig = LLMConfig()) -> tuple[dict, Path, bool]:

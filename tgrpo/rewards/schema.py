@@ -183,7 +183,7 @@ def check_spec(doc, facts: TaskFacts, source: dict | None = None) -> dict:
     if dupes:
         problems.append(f"stage names must be unique, repeated: {', '.join(dupes)}")
     rewards = [s["reward"] for s in stages]
-    for a, b, sa in zip(rewards, rewards[1:], stages[1:]):
+    for a, b, sa in zip(rewards, rewards[1:], stages[1:], strict=False):  # pairs of neighbours
         if not b > a:
             problems.append(f"stage rewards must increase strictly along the spec: {sa['name']!r} has {b} "
                             f"after {a}")

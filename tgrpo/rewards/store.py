@@ -52,12 +52,25 @@ def write_suite(path: Path | str, suite: str, specs: list[dict], merge: bool = T
                        "tasks": {k: tasks[k] for k in sorted(tasks, key=int)}})
 
 
+def read_tasks_doc(path: Path, what: str) -> dict:
+    """The JSON object in `path` with a "tasks" object of objects; SpecError naming the file otherwise."""
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as err:  # a directory, bytes that are not UTF-8 or not JSON
+        raise SpecError(f"{path} is not a readable {what} file ({' '.join(str(err).split())})") from None
+    tasks = doc.get("tasks") if isinstance(doc, dict) else None
+    if not isinstance(tasks, dict) or not all(isinstance(v, dict) for v in tasks.values()):
+        raise SpecError(f"{path} is not a {what} file: expected a JSON object whose \"tasks\" maps task ids "
+                        "to objects")
+    return doc
+
+
 def read_suite(path: Path | str) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no spec file {path}; run `tgrpo-bench rewards generate`")
-    with open(path) as f:
-        doc = json.load(f)
+    doc = read_tasks_doc(path, "stage spec")
     if doc.get("schema_version") != SCHEMA_VERSION:
         raise SpecError(f"{path}: schema_version {doc.get('schema_version')}, this code reads {SCHEMA_VERSION}")
     return doc
@@ -67,8 +80,7 @@ def read_validation(suite: str, directory: Path | str = SPECS_DIR) -> dict:
     path = validation_path(suite, directory)
     if not path.exists():
         return {"suite": suite, "tasks": {}}
-    with open(path) as f:
-        return json.load(f)
+    return read_tasks_doc(path, "validation record")
 
 
 def write_validation(suite: str, rows: dict[int, dict], directory: Path | str = SPECS_DIR) -> Path:

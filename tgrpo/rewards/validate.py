@@ -262,8 +262,8 @@ def validate_task(suite: str, task_id: int, spec: dict, episodes: int = 3, key_p
     try:
         reward = StageReward(spec, env.layout, key_poses)
         tries = min(INIT_STATES_PER_TASK, tries or 2 * episodes)
-        demos, failures = collect(env, expert_factory, [(i, official_start(suite, task_id, i)) for i in range(tries)], log=log,
-                                  wanted=episodes)
+        starts = [(i, official_start(suite, task_id, i)) for i in range(tries)]
+        demos, failures = collect(env, expert_factory, starts, log=log, wanted=episodes)
     finally:
         env.close()
     checks = check_task(reward, demos, failures, config)

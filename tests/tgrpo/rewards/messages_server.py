@@ -1,7 +1,7 @@
 """A local HTTP server on 127.0.0.1 that speaks the Anthropic Messages API wire format, for tests.
 
-It answers ``POST /v1/messages`` from a script of canned replies (status, JSON body, headers, delay) and records
-every request (path, headers, JSON body). Built on the standard library only.
+It answers ``POST /v1/messages`` from a script of canned replies (status, JSON body or raw text with its content
+type, headers, delay) and records every request (path, headers, JSON body). Built on the standard library only.
 """
 
 from __future__ import annotations
@@ -34,10 +34,17 @@ def error_body(kind: str, message: str) -> dict:
 
 @dataclass
 class Reply:
+    """One canned reply: `body` is sent as JSON (any JSON value), or as it is when it is a str (a non-JSON
+    body such as an HTML error page, with `content_type`)."""
+
     status: int
-    body: dict
+    body: dict | list | str
     headers: dict = field(default_factory=dict)
     delay_s: float = 0.0
+    content_type: str = "application/json"
+
+    def payload(self) -> bytes:
+        return self.body.encode() if isinstance(self.body, str) else json.dumps(self.body).encode()
 
 
 @dataclass
@@ -83,10 +90,10 @@ class MessagesServer:
                         reply = Reply(500, error_body("api_error", "no scripted reply left"))
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
-                data = json.dumps(reply.body).encode()
+                data = reply.payload()
                 try:
                     self.send_response(reply.status)
-                    self.send_header("content-type", "application/json")
+                    self.send_header("content-type", reply.content_type)
                     self.send_header("content-length", str(len(data)))
                     self.send_header("request-id", "req_test")
                     for k, v in reply.headers.items():

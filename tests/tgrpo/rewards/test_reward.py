@@ -307,8 +307,8 @@ def test_progress_counts_from_the_episode_start_value():
 
 def test_slide_and_hinge_key_poses_move_the_handle_to_the_target():
     layout = make_layout(DRAWER, goals=())
-    key = compile_key_pose(Geometry(layout), {"entity": "wooden_cabinet_1_top_region", "part": "handle", "at": "current",
-                                               "offset": [0, 0, 0], "joint_target": "open"})
+    key = compile_key_pose(Geometry(layout), {"entity": "wooden_cabinet_1_top_region", "part": "handle",
+                                               "at": "current", "offset": [0, 0, 0], "joint_target": "open"})
     # slide: handle + axis * (target - q), target = middle of (-0.16, -0.14) = -0.15; q = 0, axis (0, -1, 0)
     np.testing.assert_allclose(key(_drawer_state(layout, 0.0)[None])[0], (0.1, -0.05, 1.0), atol=1e-12)
     np.testing.assert_allclose(key(_drawer_state(layout, -0.1)[None])[0], (0.1, -0.15, 1.0), atol=1e-12)
