@@ -21,6 +21,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "plot": ("bench.cli.plot", "learning curves of RL runs (PNG)"),
     "report": ("bench.cli.report", "RL runs before/after against their SFT baseline (markdown + JSON)"),
     "reproduce": ("bench.cli.reproduce", "the whole pipeline for a suite and profile, cached stage by stage"),
+    "check": ("bench.cli.check", "rerun the regression set and compare with expected_results/regression/"),
+    "record": ("bench.cli.record", "record the regression references (refuses a dirty tree)"),
 }
 
 
