@@ -75,7 +75,7 @@ def compare_values(case: str, recorded: dict, installed: dict, tolerance: float)
 
 
 def _short(value, width: int = 28) -> str:
-    text = "-" if value is None else repr(value)
+    text = repr(value)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
