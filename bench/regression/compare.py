@@ -57,7 +57,7 @@ def difference(recorded, installed, tolerance: float) -> str | None:
         gap = abs(float(recorded) - float(installed))
         return None if gap <= tolerance else f"|diff| {gap:.3g} (tolerance {tolerance:g})"
     if type(recorded) is not type(installed) or recorded != installed:
-        return f"{_short(recorded)} -> {_short(installed)}"
+        return f"{_short(recorded, 16)} -> {_short(installed, 16)}"  # the table shows both values longer
     return None
 
 

@@ -146,6 +146,18 @@ def test_record_refuses_a_dirty_tree(tmp_path):
 # ----- the real simulator
 
 @pytest.mark.libero
+def test_record_on_a_clean_tree_names_its_commit_and_reproduces_the_committed_reference(tmp_path):
+    root = _repo_copy(tmp_path)
+    result = _record(root, "--cases", "frame_object", "--refs", str(tmp_path / "refs"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = json.loads((tmp_path / "refs" / "frame_object.json").read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+    assert written["provenance"]["git_sha"] == head.stdout.strip() and written["provenance"]["git_dirty"] is False
+    committed = json.loads((REFERENCE_DIR / "frame_object.json").read_text())
+    assert written["values"] == committed["values"]  # another process, another checkout: bit-identical
+
+
+@pytest.mark.libero
 def test_check_passes_on_the_committed_references(capsys):
     code, out, _ = _run_cli(["check", "--cases", "frame_object"], capsys)
     assert code == 0, out
