@@ -10,7 +10,7 @@ export PYOPENGL_PLATFORM ?= egl
 APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libglvnd0
 
 .PHONY: setup apt venv test test-slow test-kernels bench lint lock clean docker docker-smoke docker-ci fixture-tables \
-	reproduce
+	reproduce check
 
 setup: apt venv
 
@@ -38,6 +38,11 @@ test-kernels:
 
 test-slow:
 	$(VENV)/bin/pytest -m "slow" -q
+
+# Result regressions (docs/regression.md): rerun the regression set, compare with expected_results/regression/.
+# Exit 1 with a diff on a mismatch. Re-record (clean tree only) with `$(VENV)/bin/tgrpo-bench record`.
+check:
+	$(VENV)/bin/tgrpo-bench check
 
 # The reproduction pipeline (docs/reproduce.md): make reproduce SUITE=long [PROFILE=smoke|small] [METHODS=tgrpo,grpo]
 # [TASKS=0,3] [SEEDS=0,1] [DRY_RUN=1]. Rerunning skips finished stages and resumes a killed one.

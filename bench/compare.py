@@ -185,7 +185,7 @@ def check_versions(results: list[Result], reference: Reference) -> list[str]:
                 seen.append((str(result.path), key))
     for ref in reference.rows:
         if ref.packages is not None:
-            decoding = seen[0][1]["decoding"] if seen else None  # regression rows do not record decoding
+            decoding = seen[0][1]["decoding"] if seen else None  # rows of ours do not record decoding
             key = version_key({"protocol": ref.protocol or {}, "packages": ref.packages, "decoding": decoding})
             if not any(key == k for _, k in seen):
                 seen.append((f"{ref.file} row {ref.row}", key))

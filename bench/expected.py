@@ -1,7 +1,7 @@
 """Reference results (`expected_results/`): load, validate against `expected_results/schema.json`, fail in one line.
 
-A reference is a directory of row files (``{"kind": "paper" | "regression", "rows": [...]}``, one row per cell) or
-one such file; ``paper`` and ``regression`` name the committed directories. Row sources are ids defined in
+A reference is a directory of row files (``{"kind": "paper" | "ours", "rows": [...]}``, one row per cell) or
+one such file; ``paper`` and ``ours`` name the committed directories. Row sources are ids defined in
 ``sources.json`` (beside the directory or one level up). The `expected_results/` directory is found, in order,
 through ``$TGRPO_BENCH_EXPECTED``, beside the `bench` package (a checkout or an editable install), or in the current
 directory (the container's working directory is the checkout). A reference given as a path is validated with the
@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 
 ENV_VAR = "TGRPO_BENCH_EXPECTED"
-NAMED = ("paper", "regression")
+NAMED = ("paper", "ours")
 SOURCES_FILE = "sources.json"
 SCHEMA_FILE = "schema.json"
 
@@ -42,7 +42,7 @@ class ReferenceRow:
     episodes: int | None
     source: str
     note: str
-    packages: dict | None = None  # regression rows: the versions they were measured with
+    packages: dict | None = None  # rows of ours: the versions they were measured with
     protocol: dict | None = None
 
 
@@ -141,7 +141,7 @@ def _sources_near(path: Path) -> Path:
 
 
 def load_reference(spec: str) -> Reference:
-    """`paper`, `regression`, or a path to a row file or a directory of row files."""
+    """`paper`, `ours`, or a path to a row file or a directory of row files."""
     path = expected_root() / spec if spec in NAMED else Path(spec)
     if not path.exists():
         raise ExpectedError(f"unknown reference {spec!r}: not {' or '.join(NAMED)} and no such file or directory")

@@ -22,6 +22,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "report": ("bench.cli.report", "RL runs before/after against their SFT baseline (markdown + JSON)"),
     "reproduce": ("bench.cli.reproduce", "the whole pipeline for a suite and profile, cached stage by stage"),
     "compare": ("bench.cli.compare", "our results against the paper's (or our recorded) numbers, cell by cell"),
+    "check": ("bench.cli.check", "rerun the regression set and compare with expected_results/regression/"),
+    "record": ("bench.cli.record", "record the regression references (refuses a dirty tree)"),
 }
 
 

