@@ -69,8 +69,8 @@ def _request(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.evaluate import evaluate
     from bench.results import OutputError, summary_table
+    from bench.runs import run_eval
     from tgrpo.policies import make_policy
 
     request = _request(args)
@@ -81,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if "torch" in sys.modules:  # a torch policy was loaded
         sys.modules["torch"].set_num_threads(args.torch_threads)
     try:
-        summary = evaluate(request, policy, progress=not args.no_progress)
+        record = run_eval(request, policy, progress=not args.no_progress)
     except OutputError as err:  # a different run, a corrupt run.json, an unwritable directory
         raise UsageError(str(err)) from err
-    print(summary_table(summary))
-    print(f"rows: {request.out_dir / 'episodes.jsonl'}", file=sys.stderr)
+    print(summary_table(record.summary))
+    print(f"rows: {record.out_dir / 'episodes.jsonl'}", file=sys.stderr)
     return 0
