@@ -71,7 +71,7 @@ def run_rl(cfg, evaluate_after: bool = True, progress: bool = True) -> RLRunReco
         return record
     request = EvalRequest(cfg.suite, (cfg.task_id,), tuple(range(cfg.eval_episodes)), trainer.policy.obs_config(),
                           Path(cfg.out_dir) / "eval", workers=cfg.workers_eval, profile=cfg.profile)
-    trainer.policy.meta.update(method=cfg.method, run=str(cfg.out_dir), iterations=cfg.iterations)
+    trainer.policy.annotate(method=cfg.method, run=str(cfg.out_dir), iterations=cfg.iterations)
     return RLRunRecord(record.out_dir, metrics, policy_dir, record.policy_sha256,
                        run_eval(request, trainer.policy, progress=progress))
 

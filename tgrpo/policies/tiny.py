@@ -308,6 +308,9 @@ class TinyPolicy(TrainablePolicy):
     def describe(self) -> dict:
         return {"name": self.name, "variant": self.cfg.variant, "seed": self.seed, **self.meta}
 
+    def annotate(self, **fields) -> None:
+        self.meta.update(fields)
+
     # ----- persistence
     def save(self, directory: Path, extra: dict | None = None) -> str:
         """Write model.pt and policy.json; returns the directory's content hash."""

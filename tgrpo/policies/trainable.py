@@ -73,6 +73,10 @@ class TrainablePolicy(Policy):
         logp = torch.log_softmax(self.action_logits(obs, instructions, tokens).float(), dim=-1)
         return logp.gather(2, self.token_columns(tokens)[..., None]).squeeze(2)
 
+    def annotate(self, **fields) -> None:
+        """Add fields to what `describe()` reports from now on (e.g. the RL run a policy came from)."""
+        raise NotImplementedError
+
     def reference(self) -> contextlib.AbstractContextManager:
         """Context in which the policy is the reference policy (adapters disabled: the SFT policy)."""
         raise NotImplementedError

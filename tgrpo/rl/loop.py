@@ -122,7 +122,9 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.iteration = int(saved["iteration"])
         kept = [r for r in read_metrics(self.out) if r["iteration"] <= self.iteration]  # drop rows of a lost iteration
-        (self.out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp = self.out / "metrics.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp.replace(self.out / "metrics.jsonl")  # atomic: a kill here loses no row
 
     def provenance(self) -> dict:
         """The run's provenance block: code, packages, machine, plus its protocol, seeds, profile and policy."""

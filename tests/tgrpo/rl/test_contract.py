@@ -93,7 +93,10 @@ class MLPPolicy(TrainablePolicy):
         self.model.load_state_dict(state)
 
     def describe(self):
-        return {"name": self.name, "seed": self.seed}
+        return {"name": self.name, "seed": self.seed, **getattr(self, "notes", {})}
+
+    def annotate(self, **fields):
+        self.notes = {**getattr(self, "notes", {}), **fields}
 
     def save(self, directory, extra=None):
         directory = Path(directory)
