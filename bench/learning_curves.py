@@ -12,17 +12,20 @@ from tgrpo.jsonl import read_rows
 
 
 def load_run(run_dir: Path) -> tuple[str, list[dict]]:
-    """(label "method suite task N (run dir)", metric rows) of a run directory written by `tgrpo.rl.loop`; the run
-    directory's name keeps two runs of one method and task apart."""
+    """(label "method suite task N seed S (run dir)", metric rows) of a run directory written by `tgrpo.rl.loop`; the
+    run directory's name (the parent's too, for the harness's `<stage>/run`) keeps two runs of one method and task
+    apart."""
     run_dir = Path(run_dir)
     metrics, config = run_dir / "metrics.jsonl", run_dir / "config.json"
     if not metrics.exists():
         raise FileNotFoundError(f"{run_dir} has no metrics.jsonl (not an RL run directory, or not started)")
     rows = read_rows(metrics, required=("iteration",))
-    label = run_dir.name
+    name = f"{run_dir.parent.name}/{run_dir.name}" if run_dir.name == "run" else run_dir.name
+    label = name
     if config.exists():
         cfg = json.loads(config.read_text())
-        label = f"{cfg.get('method')} {cfg.get('suite')} task {cfg.get('task_id')} ({run_dir.name})"
+        seed = f" seed {cfg['seed']}" if "seed" in cfg else ""
+        label = f"{cfg.get('method')} {cfg.get('suite')} task {cfg.get('task_id')}{seed} ({name})"
     return label, rows
 
 

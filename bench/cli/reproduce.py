@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from bench.reproduce.execute import describe_plan, execute
     from bench.reproduce.plan import build_plan
-    from bench.reproduce.report import compare_specs, write_report
+    from bench.reproduce.report import compare_specs, plot_learning_curves, write_report
     from bench.reproduce.store import RunStore, StoreError
     from tgrpo.envs.protocol import check_task_ids, resolve_suite
     from tgrpo.provenance import provenance
@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     out = store.root / f"{suite}-{args.profile}"
     print(write_report(plan, store, out, provenance(profile=args.profile, suite=suite)))
     print(f"report: {out / 'report.md'}", file=sys.stderr)
+    for png in plot_learning_curves(plan, store, out):
+        print(f"learning curves: {png}", file=sys.stderr)
     compared = _compare(compare_specs(plan, store), args.profile, out / "compare")
     for stage, error in outcome.failed:
         print(f"FAILED {stage.kind} {stage.name}: {error} (log: {store.path(stage) / 'error.log'})", file=sys.stderr)

@@ -44,6 +44,22 @@ def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> 
     return table
 
 
+def plot_learning_curves(plan: list[Stage], store: RunStore, out: Path, window: int = 10) -> list[Path]:
+    """One PNG per task: `rollout/success_rate` (trailing mean of `window`) of every finished RL stage."""
+    from bench.learning_curves import plot
+
+    runs: dict[int, list[Path]] = {}
+    for stage in plan:
+        if stage.kind == "rl" and store.is_done(stage):
+            runs.setdefault(stage.config["task"], []).append(store.path(stage) / "run")
+    written = []
+    for task, dirs in sorted(runs.items()):
+        path = out / f"learning_curves_task{task}.png"
+        plot(dirs, "rollout/success_rate", window, path)
+        written.append(path)
+    return written
+
+
 def compare_specs(plan: list[Stage], store: RunStore) -> list[str]:
     """`tgrpo-bench compare` inputs for the finished evaluations: the SFT evaluation and every RL run."""
     specs = []
