@@ -15,7 +15,8 @@ class PolicyOutput:
 
     actions: [B, 7] float, env convention (dims 0-5 delta pose in [-1, 1], gripper -1 open / +1 close).
     tokens: [B, 7] int64 action token ids, or None for policies without tokens.
-    logprobs: [B, 7] float32 log-probabilities of those tokens under the acting policy, or None.
+    logprobs: [B, 7] float32 log-probabilities of those tokens under the distribution they were drawn from (sampled
+        at temperature T: ``log_softmax(logits / T)``; greedy: ``log_softmax(logits)``), or None.
     """
 
     actions: np.ndarray

@@ -246,10 +246,11 @@ class TinyPolicy(TrainablePolicy):
         for j in range(at.ACTION_DIM):
             if bins is not None:  # the previous token's bins extend the cache
                 logits = self._decoder.step(bins, j, cache)
-            logp = F.log_softmax(logits.float(), dim=-1)
             if mode == "greedy":
+                logp = F.log_softmax(logits.float(), dim=-1)
                 column = logp.argmax(dim=-1)
-            else:
+            else:  # the behaviour policy is the tempered one: report its log-probs (the ratio's denominator)
+                logp = F.log_softmax(logits.float() / temperature, dim=-1)
                 column = self._sample(F.softmax(logits.float() / temperature, dim=-1), slots)
             token = columns_to_tokens(column, self.cfg.vocab_mode)
             tokens.append(token)

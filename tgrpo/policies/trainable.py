@@ -68,9 +68,11 @@ class TrainablePolicy(Policy):
         """Action token ids ``[B, T]`` -> head columns ``[B, T]`` (int64)."""
         raise NotImplementedError
 
-    def token_logprobs(self, obs: dict[str, np.ndarray], instructions: list[str], tokens) -> torch.Tensor:
-        """``log pi(token_j | context, tokens_<j)`` ``[B, T]`` float32, differentiable."""
-        logp = torch.log_softmax(self.action_logits(obs, instructions, tokens).float(), dim=-1)
+    def token_logprobs(self, obs: dict[str, np.ndarray], instructions: list[str], tokens,
+                       temperature: float = 1.0) -> torch.Tensor:
+        """``log pi_T(token_j | context, tokens_<j)`` ``[B, T]`` float32, differentiable; ``pi_T`` is the policy at
+        sampling temperature T (``log_softmax(logits / T)``), the distribution rollouts at T draw from."""
+        logp = torch.log_softmax(self.action_logits(obs, instructions, tokens).float() / temperature, dim=-1)
         return logp.gather(2, self.token_columns(tokens)[..., None]).squeeze(2)
 
     def annotate(self, **fields) -> None:

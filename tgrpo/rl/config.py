@@ -36,8 +36,9 @@ class RLConfig:
         Triton advantage on CUDA, the plain torch path on a CPU (where the fused pass gains nothing at 256 or
         32064 columns and Triton cannot run). "plain" / "fused" force one.
     grad_clip 1.0: standard for PPO-style updates; not given by the paper.
-    temperature 1.0: sampling from the policy itself, so rollout log-probs are the behaviour policy's.
-        Lower values bring rollouts closer to greedy evaluation (docs/training.md, "Bug hunt").
+    temperature 1.0: sampling from the policy itself. Lower values bring rollouts closer to greedy evaluation
+        (docs/training.md, "Bug hunt"). At any T the behaviour, current and reference log-probs are all taken at T
+        (log_softmax(logits / T)), so the ratio's denominator is the distribution the rollout drew from.
     policy "tiny": the registered trainable policy (`tgrpo.policies`) the init checkpoint loads as.
     lora_rank 32 / lora_alpha 16: OpenVLA's LIBERO fine-tunes (all linear layers).
     episode_start "restore": bit-identical to OpenVLA's reset (docs/protocol.md) and 15x faster to start.

@@ -35,22 +35,25 @@ def loss_path(cfg: RLConfig, device: torch.device) -> str:
     return "fused" if device.type == "cuda" and cfg.spec.policy_loss == "clip-k3" else "plain"
 
 
-def reference_logprobs(policy: TrainablePolicy, rows: GroupRows, micro_batch_rows: int | None = None) -> torch.Tensor:
-    """log pi_ref [B, 7]: the same model with its adapters disabled (the SFT policy; no second copy)."""
+def reference_logprobs(policy: TrainablePolicy, rows: GroupRows, micro_batch_rows: int | None = None,
+                       temperature: float = 1.0) -> torch.Tensor:
+    """log pi_ref [B, 7] at the rollout temperature: the same model with its adapters disabled (the SFT policy; no
+    second copy)."""
     with torch.no_grad(), policy.reference():
-        return torch.cat([policy.token_logprobs(part.obs, part.instructions, part.tokens)
+        return torch.cat([policy.token_logprobs(part.obs, part.instructions, part.tokens, temperature)
                           for part in rows.split(micro_batch_rows)])
 
 
 def micro_batch_loss(policy: TrainablePolicy, part: GroupRows, cfg: RLConfig, path: str) -> PolicyLossOutput:
-    """The policy loss of one micro-batch with the group's weights (its share of the group's loss)."""
+    """The policy loss of one micro-batch with the group's weights (its share of the group's loss). Log-probs are
+    the policy's at the rollout temperature, as the behaviour log-probs are (docs/algorithm.md, "Temperature")."""
     args = (part.old_logp, part.ref_logp, part.advantages, part.mask, part.seq_index)
     if path == "fused":
         hidden = policy.action_hidden(part.obs, part.instructions, part.tokens)
-        weight = policy.head_weight()
+        weight = policy.head_weight() / cfg.temperature  # logits / T = hidden @ (W / T).T
         return fused_policy_loss(hidden, weight.to(hidden.dtype), policy.token_columns(part.tokens), *args,
                                  config=cfg.loss, weights=part.weights)
-    logp = policy.token_logprobs(part.obs, part.instructions, part.tokens)
+    logp = policy.token_logprobs(part.obs, part.instructions, part.tokens, cfg.temperature)
     return get_policy_loss(cfg.spec.policy_loss)(logp, *args, config=cfg.loss, weights=part.weights.to(logp.dtype))
 
 
@@ -216,7 +219,7 @@ class Trainer:
     def rows(self, group: dict) -> GroupRows:
         """The group's rows with the reference policy's log-probs filled in."""
         rows = flatten_steps(group["rollout"], group["advantages"], self.cfg.loss)
-        rows.ref_logp = reference_logprobs(self.policy, rows, self.cfg.micro_batch_rows)
+        rows.ref_logp = reference_logprobs(self.policy, rows, self.cfg.micro_batch_rows, self.cfg.temperature)
         return rows
 
 

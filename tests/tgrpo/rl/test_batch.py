@@ -119,3 +119,30 @@ def test_loss_path_dispatch(tmp_path):
     assert loss_path(replace(auto, loss_path="fused"), torch.device("cpu")) == "fused"
     with pytest.raises(ValueError, match="loss_path"):
         _cfg(tmp_path, loss_path="triton")
+
+
+def test_rollout_log_probs_are_the_tempered_policy_s_and_the_update_uses_the_same(tmp_path):
+    """Sampled at T = 0.5, the reported log-probs are log_softmax(logits / 0.5) (computed here by hand from the
+    teacher-forced logits), the update's log-probs at the config's T equal them (ratio 1 on-policy), and the fused
+    path divides the head by T the same way."""
+    cfg = _cfg(tmp_path, temperature=0.5)
+    policy = _policy()
+    obs = {"state": np.random.default_rng(3).normal(size=(5, 16)).astype(np.float32)}
+    out = policy.act(obs, [INSTRUCTION] * 5, list(range(5)), mode="sample", temperature=0.5)
+    tokens = torch.from_numpy(out.tokens)
+    with torch.no_grad():
+        logits = policy.action_logits(obs, [INSTRUCTION] * 5, tokens).double()
+        columns = policy.token_columns(tokens)
+        by_hand = (logits / 0.5).log_softmax(-1).gather(2, columns[..., None]).squeeze(2)
+        at_t = policy.token_logprobs(obs, [INSTRUCTION] * 5, tokens, temperature=0.5)
+        at_1 = policy.token_logprobs(obs, [INSTRUCTION] * 5, tokens)
+    np.testing.assert_allclose(out.logprobs, by_hand.numpy(), atol=1e-5)
+    np.testing.assert_allclose(at_t.numpy(), out.logprobs, atol=1e-5)
+    assert not np.allclose(at_1.numpy(), out.logprobs, atol=1e-3)  # T = 1 would not be the behaviour policy
+    rows = _group(policy, [4, 4], cfg.loss)
+    policy.set_training(True)
+    plain_loss, plain = _grads(policy, rows, cfg, None, "plain")
+    fused_loss, fused = _grads(policy, rows, cfg, None, "fused")
+    assert fused_loss == pytest.approx(plain_loss, rel=1e-5)
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
