@@ -1,4 +1,5 @@
-"""Before/after table of online RL runs against the SFT policy they started from.
+"""Before/after table of online RL runs against the SFT policy they started from: what makes a pair comparable,
+the verdict, the training columns and the markdown. `bench.rl_pairs` loads the directories and builds the rows.
 
 Each RL run directory (`tgrpo.rl.loop`) holds its final evaluation in `eval/`; each baseline is a `tgrpo-bench eval`
 directory of the SFT checkpoint. A row pairs a run with the baseline of the same suite and task, after checking that
@@ -11,7 +12,6 @@ side ran at (git sha, `-dirty` when the checkout had changes).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ from tgrpo.jsonl import read_rows
 # `episode_start` is left out of the comparison: "reset" and "restore" give bit-identical episodes
 # (tests/tgrpo/envs/test_libero_env.py::test_official_episodes_reproduce_openvlas_sequential_run).
 COMPARED = ("suite", "task_ids", "episode_ids", "decoding", "obs")
-# Read by bench.compare.version_key, which the protocol check here goes through.
+# Read by bench.compare.version_key, which the protocol check of bench.rl_pairs goes through.
 PROTOCOL_IGNORED = ("episode_start",)
 CURVE_WINDOW = 10  # iterations averaged at the start and the end of a run for the training columns
 
@@ -53,21 +53,6 @@ class Evaluation:
         return f"{self.successes}/{self.episodes} = {100 * self.rate:.0f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
-def load_evaluation(directory: Path) -> Evaluation:
-    """One-task evaluation directory -> successes over its episodes (errors count as failures) and its rows, each
-    with a provenance block (`bench.compare` checks the directory is finished)."""
-    from bench.compare import CompareError, _eval_rows
-
-    directory = Path(directory)
-    try:
-        run, rows = _eval_rows(directory)
-    except CompareError as err:
-        raise ReportError(str(err)) from err
-    if len(run["task_ids"]) != 1:
-        raise ReportError(f"{directory}: evaluates tasks {run['task_ids']}; a before/after row needs one task")
-    return Evaluation(sum(bool(r["success"]) for r in rows), len(rows), run, tuple(rows))
-
-
 def commit(rows: tuple[dict, ...]) -> str:
     """The commit(s) an evaluation's rows ran at: `sha`, `sha-dirty`, or `unknown`; several joined by ` + `."""
     labels = []
@@ -77,17 +62,6 @@ def commit(rows: tuple[dict, ...]) -> str:
         if label not in labels:
             labels.append(label)
     return " + ".join(labels)
-
-
-def version_mismatches(base_dir: Path, before: Evaluation, run_dir: Path, after: Evaluation) -> list[str]:
-    """bench.compare.check_versions over both sides' rows: one line per difference in protocol or simulator
-    packages (empty: they agree)."""
-    from bench.compare import Result, check_versions
-    from bench.expected import Reference
-
-    sides = [Result(path, method, None, (), {}, ev.rows) for path, method, ev in
-             ((base_dir, "sft", before), (run_dir, "rl", after))]
-    return check_versions(sides, Reference("none", (), {}))
 
 
 def _seeds(run: dict) -> dict:
@@ -131,46 +105,6 @@ def training_summary(run_dir: Path) -> dict:
     first, last = rows[:CURVE_WINDOW], rows[-CURVE_WINDOW:]
     return {"iterations": len(rows), "success_first": mean("rollout/success_rate", first),
             "success_last": mean("rollout/success_rate", last), "kl_last": mean("loss/kl_mean", last)}
-
-
-def build_rows(run_dirs: list[Path], baseline_dirs: list[Path], allow_mismatch: bool = False) -> list[dict]:
-    """One row per run, sorted by (suite, task, method, run directory). ReportError for a pair that differs in
-    protocol or simulator versions unless `allow_mismatch` (then the row lists the differences)."""
-    baselines: dict[tuple[str, int], tuple[Path, Evaluation]] = {}
-    for directory in baseline_dirs:
-        ev = load_evaluation(directory)
-        key = (ev.run["suite"], ev.run["task_ids"][0])
-        if key in baselines:
-            raise ReportError(f"two baselines for {key[0]} task {key[1]}: {baselines[key][0]} and {directory}")
-        baselines[key] = (Path(directory), ev)
-    rows = []
-    for run_dir in map(Path, run_dirs):
-        config_file = run_dir / "config.json"
-        if not config_file.exists():
-            raise ReportError(f"{run_dir}: no config.json (not an RL run directory)")
-        config = json.loads(config_file.read_text())
-        after = load_evaluation(run_dir / "eval")
-        key = (after.run["suite"], after.run["task_ids"][0])
-        if key not in baselines:
-            raise ReportError(f"{run_dir}: no baseline evaluation of {key[0]} task {key[1]} among --baseline")
-        base_dir, before = baselines[key]
-        diffs = comparable(before.run, after.run)
-        if diffs:
-            raise ReportError(f"{run_dir} vs {base_dir}: evaluations differ in {', '.join(diffs)}")
-        mismatches = version_mismatches(base_dir, before, run_dir, after)
-        if mismatches and not allow_mismatch:
-            raise ReportError(f"evaluations differ in protocol or simulator versions ({mismatches[0]}); "
-                              "pass --allow-mismatch to pair them anyway")
-        rows.append({"suite": key[0], "task": key[1], "method": config["method"], "run": str(run_dir),
-                     "seed": config.get("seed"), "lr": config.get("lr"), "temperature": config.get("temperature"),
-                     "baseline": str(base_dir),
-                     "before": [before.successes, before.episodes], "after": [after.successes, after.episodes],
-                     "before_cell": before.cell(), "after_cell": after.cell(),
-                     "change_points": 100 * (after.rate - before.rate), "verdict": verdict(before, after),
-                     "commit_before": commit(before.rows), "commit_after": commit(after.rows),
-                     "version_mismatches": mismatches,
-                     **training_summary(run_dir)})
-    return sorted(rows, key=lambda r: (r["suite"], r["task"], r["method"], r["run"]))
 
 
 def commit_warning(rows: list[dict]) -> str | None:

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.rl_report import ReportError, build_rows, commit_warning, markdown
+    from bench.rl_pairs import build_rows
+    from bench.rl_report import ReportError, commit_warning, markdown
 
     try:
         rows = build_rows(args.runs, args.baseline, args.allow_mismatch)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from bench.cli import main
-from bench.rl_report import build_rows
+from bench.rl_pairs import build_rows
 
 CKPT = "runs/sft/object_state_dart/best"
 SHA = "0123456789abcdef0123456789abcdef01234567"
