@@ -7,6 +7,8 @@ Two modes, run in two environments (TensorFlow is not a project dependency):
     python -m bench.benchmarks.image_path_vs_tf --render-frames /tmp/frames.npz
     # an env with tensorflow-cpu, numpy 1.26.4, Pillow (+ simplejpeg for the IFAST rows): compare, print a table
     python -m bench.benchmarks.image_path_vs_tf --frames /tmp/frames.npz [--json OUT.json]
+    # the same env: the frames with TF's outputs, for the test that needs no TF (tests/data/tf_image_path/)
+    python -m bench.benchmarks.image_path_vs_tf --frames /tmp/frames.npz --reference OUT.npz
 
 `--smoke` shrinks either mode to seconds (one suite, one init state, two frames) for the tests.
 
@@ -199,12 +201,26 @@ def compare(frames: np.ndarray) -> list[tuple[str, str, dict[str, float]]]:
     return rows
 
 
+def write_reference(frames_file: str, out: str) -> None:
+    """The frames file's arrays plus TF's whole path on each frame, without and with the center crop (OpenVLA's
+    calls above), and the TensorFlow version that made them."""
+    import tensorflow as tf
+
+    data = dict(np.load(frames_file))
+    whole = np.stack([tf_resize(tf_jpeg(ours.rotate_180(f))) for f in data["frames"]])
+    np.savez_compressed(out, **data, tf_whole=whole, tf_whole_crop=np.stack([tf_center_crop(w) for w in whole]),
+                        tensorflow=tf.__version__)
+    print(f"{len(whole)} frames with TF {tf.__version__} outputs -> {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--render-frames", metavar="OUT.npz", help="render frames (project venv) and exit")
     ap.add_argument("--frames", metavar="FILE.npz",
                     help="compare on these frames (needs tensorflow; simplejpeg optional)")
     ap.add_argument("--json", metavar="OUT.json", help="also write the rows, with provenance, as JSON")
+    ap.add_argument("--reference", metavar="OUT.npz",
+                    help="with --frames: write the frames and TF's outputs (needs tensorflow) and exit")
     ap.add_argument("--suites", default=",".join(SUITES), help="render: task 0 of each of these suites")
     ap.add_argument("--init-states", default=",".join(map(str, INIT_STATES)), help="render: official init states")
     ap.add_argument("--frame-steps", default=",".join(map(str, FRAME_STEPS)), help="render: policy steps per frame")
@@ -216,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.frames:
         ap.error("give --render-frames OUT.npz or --frames FILE.npz")
+    if args.reference:
+        write_reference(args.frames, args.reference)
+        return 0
     import tensorflow as tf
 
     frames = np.load(args.frames)["frames"][:args.max_frames]
