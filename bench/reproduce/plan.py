@@ -24,11 +24,14 @@ OBJECT_HORIZON = 280
 # 2 failing episodes of 520 steps) and 67-72 s (RL) with other jobs on both cores: 4 min 3 s in all.
 STAGE_OVERHEAD_S = 30.0
 
+# The tiny VLA's own sources: another policy added under tgrpo/policies/ does not invalidate its stages.
+TINY_POLICY = tuple(f"tgrpo/policies/{name}.py" for name in ("base", "trainable", "tiny", "tiny_decode",
+                                                             "action_tokenizer"))
 CODE = {  # what each stage's output depends on (its key covers these sources)
     "demos": ("tgrpo/experts", "tgrpo/envs", "tgrpo/data"),
-    "sft": ("baselines/sft", "tgrpo/policies", "tgrpo/data/hdf5.py", "tgrpo/trainer_state.py"),
-    "eval": ("bench/evaluate.py", "tgrpo/envs", "tgrpo/policies"),
-    "rl": ("tgrpo/rl", "tgrpo/advantages.py", "tgrpo/losses.py", "tgrpo/rewards", "tgrpo/policies", "tgrpo/envs",
+    "sft": ("baselines/sft", *TINY_POLICY, "tgrpo/data/hdf5.py", "tgrpo/trainer_state.py"),
+    "eval": ("bench/evaluate.py", "tgrpo/envs", *TINY_POLICY),
+    "rl": ("tgrpo/rl", "tgrpo/advantages.py", "tgrpo/losses.py", "tgrpo/rewards", *TINY_POLICY, "tgrpo/envs",
            "bench/evaluate.py", "bench/runs.py"),
 }
 
