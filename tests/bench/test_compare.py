@@ -194,3 +194,16 @@ def test_pooling_over_tasks_and_seeds_but_not_settings(tmp_path, capsys):
     cells = {r["setting"]: (r["successes"], r["episodes"], r["inputs"]) for r in _csv(tmp_path / "out", "cells.csv")}
     assert cells["defaults"] == ("21", "30", "3")  # 10 + 5 + 6 over tasks 0 and 1, two seeds of task 1
     assert cells["temperature=0.5"] == ("1", "10", "1")
+
+
+def test_ppo_runs_are_a_method_whose_own_defaults_are_no_setting(tmp_path, capsys):
+    """PPO's epochs 4 / minibatches 4 are its method defaults (no setting); a changed PPO field is one."""
+    from tgrpo.rl.critic import PPOConfig
+
+    runs = [_run_dir(tmp_path / "ppo", "ppo", {0: (7, 10)}), _run_dir(tmp_path / "tgrpo", "tgrpo", {0: (5, 10)}),
+            _run_dir(tmp_path / "ppo_g", "ppo", {0: (3, 10)}, ppo=PPOConfig(gamma=0.9))]
+    code, _, err = _compare(capsys, *runs, "--out", tmp_path / "out")
+    assert code == 0, err
+    cells = {(r["method"], r["setting"]): (r["successes"], r["episodes"]) for r in _csv(tmp_path / "out", "cells.csv")}
+    assert cells[("ppo", "defaults")] == ("7", "10") and cells[("tgrpo", "defaults")] == ("5", "10")
+    assert cells[("ppo", "ppo.gamma=0.9")] == ("3", "10")
