@@ -3,27 +3,16 @@ killed run resumes to the uninterrupted one (critic included), and `tgrpo-bench 
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
 
 from bench.cli import main
-from tgrpo.policies import action_tokenizer as at
-from tgrpo.policies.tiny import TinyConfig, TinyPolicy, TinyVLA
+from tgrpo.policies.tiny import TinyPolicy
 from tgrpo.rl.config import for_profile
 from tgrpo.rl.loop import Trainer, read_metrics
 
 pytestmark = pytest.mark.libero
-
-
-@pytest.fixture(scope="module")
-def init_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = TinyConfig(state_dim=64, d_model=32, n_layers=1, words=["pick", "up", "alphabet", "soup", "basket"])
-    path = tmp_path_factory.mktemp("sft") / "best"
-    TinyPolicy(TinyVLA(cfg), cfg, at.NormStats((-1.0,) * 6 + (0.0,), (1.0,) * 6 + (1.0,))).save(path)
-    return path
 
 
 def _cfg(init, out, **kw):
