@@ -66,7 +66,7 @@ def test_updates_fit_the_returns_of_a_group():
         return {"rollout": rollout, "values": critic.values(rollout)[:, :-1], "returns": returns.float()}
 
     first = critic.update(group(), 4, 4, 1.0, np.random.default_rng(0))["explained_variance"]
-    for _ in range(30):
+    for _ in range(5):
         last = critic.update(group(), 4, 4, 1.0, np.random.default_rng(0))
     assert first < 0.2 and last["explained_variance"] > 0.9, (first, last)
     assert last["value_clip_frac"] == 0.0  # value_clip None: the plain squared error
