@@ -223,3 +223,16 @@ def test_cells_recorded_as_ours_rows_reload_as_a_reference(tmp_path, capsys):
     assert code == 0, err
     cells = _csv(tmp_path / "c2")
     assert [(c["setting"], c["reference_percent"], c["source"]) for c in cells] == [("defaults", "75.0", "tgrpo-bench")]
+
+
+def test_ppo_runs_are_a_method_whose_own_defaults_are_no_setting(tmp_path, capsys):
+    """PPO's epochs 4 / minibatches 4 are its method defaults (no setting); a changed PPO field is one."""
+    from tgrpo.rl.critic import PPOConfig
+
+    runs = [_run_dir(tmp_path / "ppo", "ppo", {0: (7, 10)}), _run_dir(tmp_path / "tgrpo", "tgrpo", {0: (5, 10)}),
+            _run_dir(tmp_path / "ppo_g", "ppo", {0: (3, 10)}, ppo=PPOConfig(gamma=0.9))]
+    code, _, err = _compare(capsys, *runs, "--out", tmp_path / "out")
+    assert code == 0, err
+    cells = {(r["method"], r["setting"]): (r["successes"], r["episodes"]) for r in _csv(tmp_path / "out", "cells.csv")}
+    assert cells[("ppo", "defaults")] == ("7", "10") and cells[("tgrpo", "defaults")] == ("5", "10")
+    assert cells[("ppo", "ppo.gamma=0.9")] == ("3", "10")
