@@ -4,6 +4,7 @@ that differ in simulator versions; one line and exit 2 for bad input."""
 
 import csv
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -194,3 +195,17 @@ def test_pooling_over_tasks_and_seeds_but_not_settings(tmp_path, capsys):
     cells = {r["setting"]: (r["successes"], r["episodes"], r["inputs"]) for r in _csv(tmp_path / "out", "cells.csv")}
     assert cells["defaults"] == ("21", "30", "3")  # 10 + 5 + 6 over tasks 0 and 1, two seeds of task 1
     assert cells["temperature=0.5"] == ("1", "10", "1")
+
+
+def test_preference_runs_are_read_with_their_settings(tmp_path, capsys):
+    """A DPO or GRAPE run directory has no a1 / a2: it is read, its setting is what differs from its own method's
+    defaults, and GRAPE's cell meets the paper's GRAPE row (n/a at the small profile)."""
+    grape = _run_dir(tmp_path / "grape", "grape", {1: (40, 50)}, suite="libero_object")
+    dpo = _run_dir(tmp_path / "dpo", "dpo", {1: (30, 50)}, suite="libero_object", beta=0.2)
+    code, out, err = _compare(capsys, grape, dpo, "--out", tmp_path / "out")
+    assert code == 0, err
+    cells = {(r["method"], r["source"]): r for r in _csv(tmp_path / "out")}
+    assert cells[("grape", "tgrpo-v3-main")]["setting"] == "defaults"
+    assert cells[("grape", "tgrpo-v3-main")]["tier"] == "n/a (profile small)"
+    assert cells[("dpo", "")]["setting"] == "beta=0.2" and cells[("dpo", "")]["successes"] == "30"
+    assert re.search(r"\| libero_object +\| dpo +\| beta=0.2 +\| small", out)

@@ -13,7 +13,7 @@ from pathlib import Path
 from tgrpo.advantages import AdvantageConfig
 from tgrpo.losses import LossConfig
 from tgrpo.rewards.reward import RewardConfig
-from tgrpo.rl.methods import MethodSpec, check_profile, get_method
+from tgrpo.rl.methods import MethodSpec, check_profile, get_method, method_names
 
 LOSS_PATHS = ("auto", "plain", "fused")
 
@@ -123,7 +123,12 @@ class RLConfig:
 
 def for_profile(profile: str, **kwargs) -> RLConfig:
     """smoke: two iterations on a 20-step horizon, 2 eval episodes (CI minutes); small: the tiny state policy on a
-    CPU, about an hour per task and method; paper: OpenVLA-7B with the published settings."""
+    CPU, about an hour per task and method; paper: OpenVLA-7B with the published settings. A preference method
+    (dpo, grape) gets its own config (`tgrpo.rl.preference_config.for_profile`)."""
+    if kwargs.get("method") in method_names("preference"):
+        from tgrpo.rl.preference_config import for_profile as preference_profile
+
+        return preference_profile(profile, **kwargs)
     cfg = RLConfig(profile=profile, **kwargs)
     overrides = {
         "smoke": {"iterations": 2, "max_steps": 20, "eval_episodes": 2, "lora_rank": 4, "lora_alpha": 8},

@@ -1,8 +1,10 @@
 """Training methods and profiles by name: the one list the CLI, the configs and the harness derive from.
 
-A method is a family (how it trains: ``rl``, the online loop of `tgrpo.rl.loop`; ``sft``, behaviour cloning in
-`baselines.sft`) plus, for online RL, its advantage estimator (`tgrpo.advantages`), its reward and its policy loss
-(`tgrpo.losses`). New baselines register here by name; nothing else lists methods.
+A method is a family (how it trains: ``rl``, the online loop of `tgrpo.rl.loop`; ``preference``, rounds of
+collected preference pairs in `tgrpo.rl.preference`; ``sft``, behaviour cloning in `baselines.sft`) plus, for
+online RL, its advantage estimator (`tgrpo.advantages`), its reward and its policy loss (`tgrpo.losses`); for
+preference methods, its pairing rule (`tgrpo.rl.pairs`) and its preference loss (`tgrpo.preference_losses`).
+New baselines register here by name; nothing else lists methods.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from dataclasses import dataclass
 from tgrpo.registry import Registry
 
 PROFILES: tuple[str, ...] = ("smoke", "small", "paper")
-FAMILIES = ("rl", "sft")
+FAMILIES = ("rl", "preference", "sft")
 REWARDS = ("dense", "sparse")
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One method. estimator / reward / policy_loss are registry names (None for supervised methods)."""
+    """One method. estimator / reward / policy_loss / pairing are registry names (None where the family has none;
+    a preference method's policy_loss names a preference loss)."""
 
     name: str
     family: str
@@ -26,6 +29,7 @@ class MethodSpec:
     reward: str | None = None
     policy_loss: str | None = None
     summary: str = ""
+    pairing: str | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -33,6 +37,8 @@ class MethodSpec:
         if self.family == "rl" and (self.estimator is None or self.reward not in REWARDS or not self.policy_loss):
             raise ValueError(f"method {self.name!r}: an rl method names an estimator, a reward "
                              f"({', '.join(REWARDS)}) and a policy loss")
+        if self.family == "preference" and not (self.pairing and self.policy_loss):
+            raise ValueError(f"method {self.name!r}: a preference method names a pairing rule and a loss")
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
@@ -60,6 +66,11 @@ def check_profile(profile: str) -> str:
     return profile
 
 
+def trains_per_task(name: str) -> bool:
+    """Online methods (RL and preference) train one policy per task from the SFT policy; SFT trains per suite."""
+    return get_method(name).family != "sft"
+
+
 register_method(MethodSpec("sft", "sft", summary="behaviour cloning on expert demonstrations (the RL start)"))
 # GRPO is the standard baseline: trajectory-level advantage on the sparse 0/1 success reward. The ablations keep
 # TGRPO's dense reward and drop one advantage level (the paper's ablation table).
@@ -67,3 +78,9 @@ register_method(MethodSpec("tgrpo", "rl", "tgrpo", "dense", "clip-k3", "step + t
 register_method(MethodSpec("grpo", "rl", "grpo", "sparse", "clip-k3", "trajectory advantage, 0/1 success"))
 register_method(MethodSpec("tgrpo-no-step", "rl", "tgrpo-no-step", "dense", "clip-k3", "ablation: a1 = 0"))
 register_method(MethodSpec("tgrpo-no-traj", "rl", "tgrpo-no-traj", "dense", "clip-k3", "ablation: a2 = 0"))
+# Preference baselines (the paper's OpenVLA-DPO and GRAPE rows): trajectory log-likelihoods, sigmoid loss against
+# the SFT reference; they differ in how a group of rollouts from one start becomes pairs.
+register_method(MethodSpec("dpo", "preference", policy_loss="sigmoid", pairing="success",
+                           summary="DPO on trajectories: success over failure from one start"))
+register_method(MethodSpec("grape", "preference", policy_loss="sigmoid", pairing="cost",
+                           summary="GRAPE: TPO over rounds, pairs ranked by a stage-spec cost"))
