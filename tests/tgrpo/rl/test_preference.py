@@ -4,7 +4,6 @@ methods run end to end at the smoke profile through `tgrpo-bench train` and `run
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,22 +13,12 @@ from bench.cli import main
 from bench.runs import run_rl
 from tgrpo.envs.libero_env import official_init_states
 from tgrpo.envs.workers import WorkerPool
-from tgrpo.policies import action_tokenizer as at
-from tgrpo.policies.tiny import TinyConfig, TinyPolicy, TinyVLA
+from tgrpo.policies.tiny import TinyPolicy
 from tgrpo.preference_losses import sigmoid_preference_loss, trajectory_logprobs
 from tgrpo.rl.config import for_profile
 from tgrpo.rl.preference import PreferenceTrainer, TrajectoryRows, pair_rows, preference_backward
 
 INSTRUCTION = "pick up the alphabet soup and place it in the basket"
-
-
-@pytest.fixture(scope="module")
-def init_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = TinyConfig(state_dim=64, d_model=32, n_layers=1, words=["pick", "up", "alphabet", "soup", "basket"])
-    path = tmp_path_factory.mktemp("sft") / "best"
-    TinyPolicy(TinyVLA(cfg), cfg, at.NormStats((-1.0,) * 6 + (0.0,), (1.0,) * 6 + (1.0,))).save(path)
-    return path
 
 
 def _cfg(init, out, method="grape", **kw):
