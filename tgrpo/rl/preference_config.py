@@ -33,9 +33,10 @@ class PreferenceConfig:
     pairs_per_group None: every disjoint pair the pairing rule finds (at most group_size // 2); rollouts cost
         far more than a pair's gradient, and disjoint pairs are independent comparisons. An int caps it (1: only
         the best against the worst, as GRAPE's released collector keeps one chosen and one rejected per start).
-    epochs 4, pairs_per_batch 4: about 100 AdamW steps over 400 trajectories' pairs when about one group in two
-        gives a pair, the number of steps TGRPO takes on the same budget. Not tuned.
-    beta 0.1: DPO's usual KL strength (Rafailov et al.; TRL's default); GRAPE's TPO has the same beta.
+    epochs 4, pairs_per_batch 4: rounds x epochs x ceil(pairs / 4) AdamW steps: 100 for dpo when every group gives
+        one pair (TGRPO takes 100 on the same budget), 208 for grape when every group gives two. Not tuned.
+    beta 0.1: DPO's usual KL strength (Rafailov et al.; TRL's default); GRAPE's TPO loss has the same beta (its
+        value is not given in what we could read).
     lr 2e-5: GRAPE's released TPO-LoRA script on OpenVLA-7B. The small profile sets 1e-4, TGRPO's small-profile
         rate for the tiny model (docs/deviations.md, T2).
     grad_clip 1.0: as TGRPO's loop.
@@ -87,8 +88,6 @@ class PreferenceConfig:
         check_profile(self.profile)
         object.__setattr__(self, "out_dir", Path(self.out_dir).absolute())
         object.__setattr__(self, "init_checkpoint", Path(self.init_checkpoint).absolute())
-        if isinstance(self.cost, dict):  # read back from config.json
-            object.__setattr__(self, "cost", CostWeights(**self.cost))
         for name in ("rounds", "groups_per_round", "epochs", "pairs_per_batch", "lora_rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
