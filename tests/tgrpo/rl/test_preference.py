@@ -16,6 +16,7 @@ from tgrpo.envs.workers import WorkerPool
 from tgrpo.policies.tiny import TinyPolicy
 from tgrpo.preference_losses import sigmoid_preference_loss, trajectory_logprobs
 from tgrpo.rl.config import for_profile
+from tgrpo.rl.loop import read_metrics
 from tgrpo.rl.preference import PreferenceTrainer, TrajectoryRows, pair_rows, preference_backward
 
 INSTRUCTION = "pick up the alphabet soup and place it in the basket"
@@ -148,3 +149,23 @@ def test_grape_smoke_run_end_to_end(init_checkpoint, tmp_path):
         moved = trained.token_logprobs(obs, [INSTRUCTION] * 2, tokens) - sft.token_logprobs(obs, [INSTRUCTION] * 2,
                                                                                              tokens)
     assert float(moved.abs().max()) > 0  # the preference updates reached the exported policy
+
+
+@pytest.mark.libero
+def test_a_resumed_grape_run_equals_an_uninterrupted_one(init_checkpoint, tmp_path):
+    """Killed after its first round and rerun, a run gives the same metrics and weights as one run straight
+    through (placements, sampling and minibatch order are seeded per round; the optimizer state is checkpointed)."""
+    def trainer(out, rounds=2):
+        cfg = _cfg(init_checkpoint, out, rounds=rounds, max_steps=8, eval_episodes=0, lr=1e-3)
+        return PreferenceTrainer(cfg, TinyPolicy.load(init_checkpoint))
+
+    full = trainer(tmp_path / "full")
+    full.run(progress=False)
+    trainer(tmp_path / "cut", rounds=1).run(progress=False)
+    resumed = trainer(tmp_path / "cut")
+    assert resumed.iteration == 1
+    resumed.run(progress=False)
+    assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "full")
+    for (name, a), (_, b) in zip(full.policy.model.state_dict().items(), resumed.policy.model.state_dict().items(),
+                                 strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
