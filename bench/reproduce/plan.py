@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.reproduce.settings import label, rl_kwargs
 from bench.reproduce.store import Stage
 from tgrpo.envs.protocol import MAX_POLICY_STEPS, TASKS_PER_SUITE
 from tgrpo.rl.methods import get_method, method_names, trains_per_task
@@ -24,11 +25,14 @@ OBJECT_HORIZON = 280
 # 2 failing episodes of 520 steps) and 67-72 s (RL) with other jobs on both cores: 4 min 3 s in all.
 STAGE_OVERHEAD_S = 30.0
 
+# The tiny VLA's own sources: another policy added under tgrpo/policies/ does not invalidate its stages.
+TINY_POLICY = tuple(f"tgrpo/policies/{name}.py" for name in ("base", "trainable", "tiny", "tiny_decode",
+                                                             "action_tokenizer"))
 CODE = {  # what each stage's output depends on (its key covers these sources)
     "demos": ("tgrpo/experts", "tgrpo/envs", "tgrpo/data"),
-    "sft": ("baselines/sft", "tgrpo/policies", "tgrpo/data/hdf5.py", "tgrpo/trainer_state.py"),
-    "eval": ("bench/evaluate.py", "tgrpo/envs", "tgrpo/policies"),
-    "rl": ("tgrpo/rl", "tgrpo/advantages.py", "tgrpo/losses.py", "tgrpo/rewards", "tgrpo/policies", "tgrpo/envs",
+    "sft": ("baselines/sft", *TINY_POLICY, "tgrpo/data/hdf5.py", "tgrpo/trainer_state.py"),
+    "eval": ("bench/evaluate.py", "tgrpo/envs", *TINY_POLICY),
+    "rl": ("tgrpo/rl", "tgrpo/advantages.py", "tgrpo/losses.py", "tgrpo/rewards", *TINY_POLICY, "tgrpo/envs",
            "bench/evaluate.py", "bench/runs.py", "tgrpo/preference_losses.py"),
 }
 
@@ -54,8 +58,10 @@ DEMO_ACTION_NOISE = 0.1  # noise injection (docs/training.md: DART-style labels;
 
 
 def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None, tasks: tuple[int, ...] | None = None,
-               seeds: tuple[int, ...] | None = None) -> list[Stage]:
-    """Stages in dependency order. ValueError for an unknown method, a profile without settings, a bad task."""
+               seeds: tuple[int, ...] | None = None, settings: tuple[dict, ...] = ({},)) -> list[Stage]:
+    """Stages in dependency order; one RL stage per (method, task, seed, setting). `settings` are normalised RL
+    overrides (`bench.reproduce.settings`). ValueError for an unknown method, a profile without settings, a bad
+    task."""
     if profile not in PROFILE_SETTINGS:
         raise ValueError(f"profile {profile!r} has no reproduction settings in this build; valid: "
                          f"{', '.join(PROFILE_SETTINGS)} (paper needs OpenVLA-7B, not in this build yet)")
@@ -76,23 +82,24 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
                 (demos,), CODE["sft"],
                 SFT_S_PER_DEMO_EPOCH * p.demos_per_task * len(demo_tasks) * (p.sft_epochs or _sft_epochs(profile)))
     plan = [demos, sft]
-    rl_methods = [m for m in methods if trains_per_task(m)]  # online RL and preference methods: an "rl" stage each
-    if "sft" in methods or rl_methods:
-        plan.append(Stage("eval", f"sft-{suite}-{profile}", {"suite": suite, "tasks": list(tasks),
-                                                             "episodes": p.eval_episodes, "obs": "state"},
-                          (sft,), CODE["eval"],
-                          STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * len(tasks) * horizon))
-    iterations, max_steps = _rl_defaults(profile)
-    rl_horizon = (max_steps or MAX_POLICY_STEPS[suite]) / OBJECT_HORIZON
-    for method in rl_methods:
-        for task in tasks:
-            for seed in seeds:
-                plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}",
-                                  {"method": method, "suite": suite, "task": task, "seed": seed, "profile": profile,
-                                   "eval_episodes": p.eval_episodes},
-                                  (sft,), CODE["rl"],
-                                  STAGE_OVERHEAD_S + RL_S_PER_ITERATION * iterations * rl_horizon
-                                  + EVAL_S_PER_EPISODE * p.eval_episodes * horizon))
+    rl_methods = [m for m in methods if trains_per_task(m)]  # online RL and preference methods
+    if "sft" in methods or rl_methods:  # one stage per task: another task selection reuses them
+        plan.extend(Stage("eval", f"sft-{suite}-t{task}-{profile}", {"suite": suite, "tasks": [task],
+                                                                     "episodes": p.eval_episodes, "obs": "state"},
+                          (sft,), CODE["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * horizon)
+                    for task in tasks)
+    for setting in settings:
+        rl_s = _rl_estimate_s(profile, suite, setting)
+        for method in rl_methods:
+            for task in tasks:
+                for seed in seeds:
+                    config = {"method": method, "suite": suite, "task": task, "seed": seed, "profile": profile,
+                              "eval_episodes": p.eval_episodes}
+                    if setting:  # absent for the defaults: their keys stay those of a run without settings
+                        config["settings"] = setting
+                    plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}{label(setting)}", config,
+                                      (sft,), CODE["rl"],
+                                      rl_s + EVAL_S_PER_EPISODE * p.eval_episodes * horizon))
     return plan
 
 
@@ -102,9 +109,12 @@ def _sft_epochs(profile: str) -> int:
     return for_profile(profile, suite="libero_object", demos_dir=".", out_dir=".").epochs or SFTConfig.epochs
 
 
-def _rl_defaults(profile: str) -> tuple[int, int | None]:
-    """(iterations, max_steps) of the profile's RL config."""
+def _rl_estimate_s(profile: str, suite: str, setting: dict) -> float:
+    """Training time of one RL stage: the measured rate (N = 4, one update per rollout) scaled by the setting's
+    iterations, horizon and group size (the rollout dominates; the cost of extra updates is not modelled)."""
     from tgrpo.rl.config import for_profile
 
-    cfg = for_profile(profile, method="tgrpo", suite="libero_object", task_id=0, init_checkpoint=".", out_dir=".")
-    return cfg.iterations, cfg.max_steps
+    cfg = for_profile(profile, method="tgrpo", suite=suite, task_id=0, init_checkpoint=".", out_dir=".",
+                      **rl_kwargs(profile, setting))
+    horizon = (cfg.max_steps or MAX_POLICY_STEPS[suite]) / OBJECT_HORIZON
+    return STAGE_OVERHEAD_S + RL_S_PER_ITERATION * cfg.iterations * horizon * cfg.group_size / 4

@@ -13,6 +13,7 @@ from pathlib import Path
 from tgrpo.advantages import AdvantageConfig
 from tgrpo.losses import LossConfig
 from tgrpo.rewards.reward import RewardConfig
+from tgrpo.rl.critic import PPOConfig
 from tgrpo.rl.methods import MethodSpec, check_profile, get_method, method_names
 
 LOSS_PATHS = ("auto", "plain", "fused")
@@ -28,7 +29,8 @@ class RLConfig:
         the small profile sets 1e-4 (docs/deviations.md).
     epochs 1, minibatches 1: one exact gradient step per rollout on the whole group, so the paper's aggregation
         1/N sum_i 1/|o_i| sum_t holds exactly. With minibatches > 1 each optimiser step takes its rows' share of the
-        group's weights, renormalised to sum to 1 (every step keeps the paper's relative weights).
+        group's weights, renormalised to sum to 1 (every step keeps the paper's relative weights). `ppo` sets 4 and 4
+        (its registration in `tgrpo.rl.methods`); its critic takes the same schedule.
     micro_batch_rows None: rows per forward/backward inside one optimiser step (gradient accumulation); None
         takes the whole minibatch at once. Exact: the aggregation weights are computed once per group, so any
         split gives the same gradient (a 7B group does not fit in one batch).
@@ -41,8 +43,12 @@ class RLConfig:
         (log_softmax(logits / T)), so the ratio's denominator is the distribution the rollout drew from.
     policy "tiny": the registered trainable policy (`tgrpo.policies`) the init checkpoint loads as.
     lora_rank 32 / lora_alpha 16: OpenVLA's LIBERO fine-tunes (all linear layers).
+    stop_rule "group": the paper's group stops at the step its first trajectory succeeds (all N cut to that
+        length, `tgrpo.envs.rollout`); "independent" runs each trajectory to its own success or the horizon. Under
+        "group" the trajectory advantage rewards the fastest success (docs/training.md, task-8 reading).
     episode_start "restore": bit-identical to OpenVLA's reset (docs/protocol.md) and 15x faster to start.
     train_seed_base: fresh placements for training use seeds train_seed_base + iteration, never official states.
+    ppo: the critic, GAE and value-loss settings of `--method ppo` (`tgrpo.rl.critic.PPOConfig`); others ignore it.
     """
 
     method: str
@@ -68,12 +74,14 @@ class RLConfig:
     lora_alpha: int = 16
     loss: LossConfig = field(default_factory=LossConfig)
     reward_config: RewardConfig = field(default_factory=RewardConfig)
+    stop_rule: str = "group"
     episode_start: str = "restore"
     seed: int = 0
     train_seed_base: int = 1_000_000
     eval_episodes: int = 50
     workers_eval: int = 2
     torch_threads: int = 1
+    ppo: PPOConfig = field(default_factory=PPOConfig)
 
     def __post_init__(self) -> None:
         get_method(self.method, family="rl")
@@ -84,6 +92,10 @@ class RLConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.loss_path not in LOSS_PATHS:
             raise ValueError(f"unknown loss_path {self.loss_path!r}; valid: {', '.join(LOSS_PATHS)}")
+        from tgrpo.envs.rollout import STOP_RULES  # lazy: the simulator stack
+
+        if self.stop_rule not in STOP_RULES:
+            raise ValueError(f"unknown stop_rule {self.stop_rule!r}; valid: {', '.join(STOP_RULES)}")
         if self.micro_batch_rows is not None and self.micro_batch_rows < 1:
             raise ValueError(f"micro_batch_rows must be None or at least 1, got {self.micro_batch_rows}")
         if self.group_size < 2:
@@ -113,7 +125,7 @@ class RLConfig:
 
     def advantage_config(self) -> AdvantageConfig:
         """The ablations zero one weight inside their estimator and keep the other (the paper's ablation)."""
-        return AdvantageConfig(estimator=self.estimator, a1=self.a1, a2=self.a2)
+        return AdvantageConfig(estimator=self.estimator, a1=self.a1, a2=self.a2, gamma=self.ppo.gamma, lam=self.ppo.lam)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -122,16 +134,18 @@ class RLConfig:
 
 
 def for_profile(profile: str, **kwargs) -> RLConfig:
-    """smoke: two iterations on a 20-step horizon, 2 eval episodes (CI minutes); small: the tiny state policy on a
-    CPU, about an hour per task and method; paper: OpenVLA-7B with the published settings. A preference method
+    """smoke: two iterations on a 20-step horizon, 2 eval episodes (CI minutes), one of them a critic warm-up;
+    small: the tiny state policy on a CPU, about an hour per task and method; paper: OpenVLA-7B with the published
+    settings. The method's own overrides (`MethodSpec.overrides`) apply under the profile's. A preference method
     (dpo, grape) gets its own config (`tgrpo.rl.preference_config.for_profile`)."""
     if kwargs.get("method") in method_names("preference"):
         from tgrpo.rl.preference_config import for_profile as preference_profile
 
         return preference_profile(profile, **kwargs)
     cfg = RLConfig(profile=profile, **kwargs)
-    overrides = {
-        "smoke": {"iterations": 2, "max_steps": 20, "eval_episodes": 2, "lora_rank": 4, "lora_alpha": 8},
+    overrides = dict(cfg.spec.overrides) | {
+        "smoke": {"iterations": 2, "max_steps": 20, "eval_episodes": 2, "lora_rank": 4, "lora_alpha": 8,
+                  "ppo": replace(cfg.ppo, warmup_iterations=1)},
         "small": {"lr": 1e-4},
         "paper": {},
     }[profile]

@@ -21,7 +21,11 @@ REWARDS = ("dense", "sparse")
 @dataclass(frozen=True)
 class MethodSpec:
     """One method. estimator / reward / policy_loss / pairing are registry names (None where the family has none;
-    a preference method's policy_loss names a preference loss)."""
+    a preference method's policy_loss names a preference loss, its pairing a `tgrpo.rl.pairs` rule); value_loss
+    names a critic's loss (`tgrpo.losses.VALUE_LOSSES`) for methods that train a critic (`tgrpo.rl.critic`), else
+    None. overrides: (field, value) pairs of its run config (`RLConfig`, or `PreferenceConfig` for a preference
+    method) this method changes from the defaults (an explicit value still wins), each explained where the method
+    is registered."""
 
     name: str
     family: str
@@ -29,6 +33,8 @@ class MethodSpec:
     reward: str | None = None
     policy_loss: str | None = None
     summary: str = ""
+    value_loss: str | None = None
+    overrides: tuple[tuple[str, object], ...] = ()
     pairing: str | None = None
 
     def __post_init__(self) -> None:
@@ -78,9 +84,17 @@ register_method(MethodSpec("tgrpo", "rl", "tgrpo", "dense", "clip-k3", "step + t
 register_method(MethodSpec("grpo", "rl", "grpo", "sparse", "clip-k3", "trajectory advantage, 0/1 success"))
 register_method(MethodSpec("tgrpo-no-step", "rl", "tgrpo-no-step", "dense", "clip-k3", "ablation: a1 = 0"))
 register_method(MethodSpec("tgrpo-no-traj", "rl", "tgrpo-no-traj", "dense", "clip-k3", "ablation: a2 = 0"))
+# PPO with a critic (the comparison the paper lacks): TGRPO's dense reward, loss and lock-step groups, with GAE
+# advantages from a learned critic instead of the group's z-scores (docs/training.md, "PPO"). 4 epochs x 4
+# minibatches are PPO2's defaults (noptepochs, nminibatches): more than one step per rollout, so the clip acts.
+register_method(MethodSpec("ppo", "rl", "gae", "dense", "clip-k3", "GAE from a learned critic, dense reward",
+                           value_loss="clip-mse", overrides=(("epochs", 4), ("minibatches", 4))))
 # Preference baselines (the paper's OpenVLA-DPO and GRAPE rows): trajectory log-likelihoods, sigmoid loss against
-# the SFT reference; they differ in how a group of rollouts from one start becomes pairs.
+# the SFT reference; they differ in how a group of rollouts from one start becomes pairs. DPO is offline (one round
+# of the SFT policy's rollouts); GRAPE is iterative: the same 400 trajectories as 4 rounds of 25 groups, re-collected
+# with the updated policy (`tgrpo.rl.preference_config`).
 register_method(MethodSpec("dpo", "preference", policy_loss="sigmoid", pairing="success",
                            summary="DPO on trajectories: success over failure from one start"))
 register_method(MethodSpec("grape", "preference", policy_loss="sigmoid", pairing="cost",
-                           summary="GRAPE: TPO over rounds, pairs ranked by a stage-spec cost"))
+                           summary="GRAPE: TPO over rounds, pairs ranked by a stage-spec cost",
+                           overrides=(("rounds", 4), ("groups_per_round", 25))))

@@ -141,7 +141,7 @@ class PreferenceTrainer(Trainer):
     def collect_group(self, pool: WorkerPool, seed: int) -> PreferenceGroup:
         """Fresh placement -> group rollout -> (GRAPE: costs) -> pairs."""
         cfg = self.cfg
-        start, rollout = self.rollout(pool, seed, cfg.stop_rule)
+        start, rollout = self.rollout(pool, seed)
         valid = np.array([e is None for e in rollout.errors])
         cost = None
         if cfg.spec.pairing == "cost":

@@ -15,8 +15,6 @@ from pathlib import Path
 from tgrpo.rl.methods import MethodSpec, check_profile, get_method
 from tgrpo.rl.pairs import CostWeights
 
-STOP_RULES = ("independent", "group")
-
 
 @dataclass(frozen=True)
 class PreferenceConfig:
@@ -98,6 +96,8 @@ class PreferenceConfig:
             raise ValueError("group_size must be at least 2 (a pair needs two trajectories from one start)")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        from tgrpo.envs.rollout import STOP_RULES  # lazy: the simulator stack
+
         if self.stop_rule not in STOP_RULES:
             raise ValueError(f"unknown stop_rule {self.stop_rule!r}; valid: {', '.join(STOP_RULES)}")
         for name in ("beta", "lr", "temperature"):
@@ -121,9 +121,6 @@ class PreferenceConfig:
         return d
 
 
-METHOD_DEFAULTS = {"grape": {"rounds": 4, "groups_per_round": 25}}
-
-
 def for_profile(profile: str, **kwargs) -> PreferenceConfig:
     """smoke: one group of 2 per round on a 20-step horizon, at most 2 rounds, 2 eval episodes (seconds); small:
     the tiny state policy on a CPU at TGRPO's rollout budget; paper: OpenVLA-7B settings (GRAPE's lr)."""
@@ -132,7 +129,7 @@ def for_profile(profile: str, **kwargs) -> PreferenceConfig:
         raise ValueError(f"method {kwargs.get('method')!r} takes no {', '.join(unknown)} (preference methods count "
                          "rounds of collected groups, not iterations, and have no advantage weights)")
     cfg = PreferenceConfig(profile=profile, **kwargs)
-    cfg = replace(cfg, **{k: v for k, v in METHOD_DEFAULTS.get(cfg.method, {}).items() if k not in kwargs})
+    cfg = replace(cfg, **{k: v for k, v in cfg.spec.overrides if k not in kwargs})  # grape: rounds, groups
     overrides = {
         "smoke": {"rounds": min(cfg.rounds, 2), "groups_per_round": 1, "group_size": 2, "epochs": 1,
                   "max_steps": 20, "eval_episodes": 2, "lora_rank": 4, "lora_alpha": 8},

@@ -1,4 +1,4 @@
-"""A small untrained tiny-VLA checkpoint (state variant, 64-dim state) the RL and preference tests start from."""
+"""Shared fixtures of the RL loop tests."""
 
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from tgrpo.policies.tiny import TinyConfig, TinyPolicy, TinyVLA
 
 @pytest.fixture(scope="module")
 def init_checkpoint(tmp_path_factory) -> Path:
+    """An untrained small tiny state policy (seeded), saved as the SFT checkpoint RL starts from."""
     torch.manual_seed(0)
     cfg = TinyConfig(state_dim=64, d_model=32, n_layers=1, words=["pick", "up", "alphabet", "soup", "basket"])
     path = tmp_path_factory.mktemp("sft") / "best"

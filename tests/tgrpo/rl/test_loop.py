@@ -105,8 +105,8 @@ def test_resume_equals_an_uninterrupted_run(init_checkpoint, tmp_path):
 
 
 def test_methods_and_profiles_validate(init_checkpoint, tmp_path):
-    with pytest.raises(ValueError, match="tgrpo, grpo, tgrpo-no-step, tgrpo-no-traj"):
-        _cfg(init_checkpoint, tmp_path, method="ppo")
+    with pytest.raises(ValueError, match="unknown method 'nope'; valid: tgrpo, grpo, tgrpo-no-step, tgrpo-no-traj"):
+        _cfg(init_checkpoint, tmp_path, method="nope")
     with pytest.raises(ValueError, match="group_size"):
         _cfg(init_checkpoint, tmp_path, group_size=1)
     with pytest.raises(ValueError, match="lr must be > 0"):
