@@ -151,7 +151,7 @@ def load_result(spec: str, known_methods: set[str], default_profile: str | None 
         run, rows = _eval_rows(path / "eval")
         try:
             defaults = rl_defaults(config["method"], config["profile"], config["suite"])
-            params = {k: config[k] for k in ("a1", "a2", "group_size")}
+            params = {k: config[k] for k in ("a1", "a2", "group_size") if k in defaults}  # preference: no a1, a2
         except (KeyError, ValueError) as err:
             raise CompareError(f"{path / 'config.json'}: not an RL run config this version reads ({err})") from err
         method, profile = method or config["method"], config["profile"]

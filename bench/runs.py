@@ -59,11 +59,14 @@ def load_trainable(name: str, checkpoint: Path, seed: int = 0):
 
 def run_rl(cfg, evaluate_after: bool = True, progress: bool = True) -> RLRunRecord:
     """Train one online RL run (resuming it if its directory holds one), export the merged policy, and evaluate it
-    on the task's first `cfg.eval_episodes` official init states. `cfg`: `tgrpo.rl.config.RLConfig`."""
+    on the task's first `cfg.eval_episodes` official init states. `cfg`: `tgrpo.rl.config.RLConfig`, or
+    `tgrpo.rl.preference_config.PreferenceConfig` for a preference method (rounds in place of iterations)."""
     from tgrpo.policies.trainable import checkpoint_sha256
     from tgrpo.rl.loop import Trainer
+    from tgrpo.rl.preference import PreferenceTrainer
 
-    trainer = Trainer(cfg, load_trainable(cfg.policy, cfg.init_checkpoint, seed=cfg.seed))
+    trainer_class = PreferenceTrainer if cfg.spec.family == "preference" else Trainer
+    trainer = trainer_class(cfg, load_trainable(cfg.policy, cfg.init_checkpoint, seed=cfg.seed))
     metrics = trainer.run(progress=progress)
     policy_dir = trainer.export_policy(Path(cfg.out_dir) / "policy")
     record = RLRunRecord(Path(cfg.out_dir), metrics, policy_dir, checkpoint_sha256(policy_dir))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from bench.reproduce.settings import label, rl_kwargs
 from bench.reproduce.store import Stage
 from tgrpo.envs.protocol import MAX_POLICY_STEPS, TASKS_PER_SUITE
-from tgrpo.rl.methods import get_method, method_names
+from tgrpo.rl.methods import get_method, method_names, trains_per_task
 
 # Measured on the 2-core CPU (docs/training.md): 500 demos in 36 min on 2 workers; 30 SFT epochs over 500 demos in
 # 59 min; 500 greedy state episodes in 10-34 min; 100 RL iterations (N = 4) in 26-29 min + 7-11 min evaluation.
@@ -33,7 +33,7 @@ CODE = {  # what each stage's output depends on (its key covers these sources)
     "sft": ("baselines/sft", *TINY_POLICY, "tgrpo/data/hdf5.py", "tgrpo/trainer_state.py"),
     "eval": ("bench/evaluate.py", "tgrpo/envs", *TINY_POLICY),
     "rl": ("tgrpo/rl", "tgrpo/advantages.py", "tgrpo/losses.py", "tgrpo/rewards", *TINY_POLICY, "tgrpo/envs",
-           "bench/evaluate.py", "bench/runs.py"),
+           "bench/evaluate.py", "bench/runs.py", "tgrpo/preference_losses.py"),
 }
 
 
@@ -82,7 +82,7 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
                 (demos,), CODE["sft"],
                 SFT_S_PER_DEMO_EPOCH * p.demos_per_task * len(demo_tasks) * (p.sft_epochs or _sft_epochs(profile)))
     plan = [demos, sft]
-    rl_methods = [m for m in methods if get_method(m).family == "rl"]
+    rl_methods = [m for m in methods if trains_per_task(m)]  # online RL and preference methods
     if "sft" in methods or rl_methods:  # one stage per task: another task selection reuses them
         plan.extend(Stage("eval", f"sft-{suite}-t{task}-{profile}", {"suite": suite, "tasks": [task],
                                                                      "episodes": p.eval_episodes, "obs": "state"},

@@ -14,7 +14,7 @@ from tgrpo.advantages import AdvantageConfig
 from tgrpo.losses import LossConfig
 from tgrpo.rewards.reward import RewardConfig
 from tgrpo.rl.critic import PPOConfig
-from tgrpo.rl.methods import MethodSpec, check_profile, get_method
+from tgrpo.rl.methods import MethodSpec, check_profile, get_method, method_names
 
 LOSS_PATHS = ("auto", "plain", "fused")
 
@@ -136,7 +136,12 @@ class RLConfig:
 def for_profile(profile: str, **kwargs) -> RLConfig:
     """smoke: two iterations on a 20-step horizon, 2 eval episodes (CI minutes), one of them a critic warm-up;
     small: the tiny state policy on a CPU, about an hour per task and method; paper: OpenVLA-7B with the published
-    settings. The method's own overrides (`MethodSpec.overrides`) apply under the profile's."""
+    settings. The method's own overrides (`MethodSpec.overrides`) apply under the profile's. A preference method
+    (dpo, grape) gets its own config (`tgrpo.rl.preference_config.for_profile`)."""
+    if kwargs.get("method") in method_names("preference"):
+        from tgrpo.rl.preference_config import for_profile as preference_profile
+
+        return preference_profile(profile, **kwargs)
     cfg = RLConfig(profile=profile, **kwargs)
     overrides = dict(cfg.spec.overrides) | {
         "smoke": {"iterations": 2, "max_steps": 20, "eval_episodes": 2, "lora_rank": 4, "lora_alpha": 8,
