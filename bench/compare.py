@@ -30,7 +30,9 @@ POOLED_FIELDS = ("method", "suite", "task_id", "seed", "profile", "out_dir", "in
                  "torch_threads", "loss_path", "micro_batch_rows", "eval_episodes", "train_seed_base")
 CLAIMS = (("TGRPO > SFT", "tgrpo", "sft"), ("TGRPO > GRPO", "tgrpo", "grpo"),
           ("full > no step advantage", "tgrpo", "tgrpo-no-step"),
-          ("full > no trajectory advantage", "tgrpo", "tgrpo-no-traj"))
+          ("full > no trajectory advantage", "tgrpo", "tgrpo-no-traj"),
+          ("TGRPO > DPO", "tgrpo", "dpo"), ("TGRPO > GRAPE", "tgrpo", "grape"),
+          ("TGRPO > PPO (ours: the paper has no PPO row)", "tgrpo", "ppo"))
 SWEEPS = (("a1 = 0.3 best", "a1", 0.3, ("a1", "a2")), ("N = 4 best", "group_size", 4, ("group_size",)))
 
 
