@@ -58,9 +58,16 @@ class OpenVLASettings:
 
 def lora_targets(model: OpenVLAModel) -> list[str]:
     """OpenVLA's fine-tuning LoRA (`target_modules="all-linear"` on the whole VLA): every nn.Linear of the vision
-    towers, projector and LLM except the output layer; also without SigLIP's pooling head, which never runs."""
+    towers, projector and LLM except the output layer; also without the vision modules that never run (SigLIP's
+    pooling head, each tower's last block), which would hold adapters no gradient reaches."""
+    prefixes: list[str] = []
+    for tower in ("featurizer", "fused_featurizer"):
+        cfg = getattr(model.vision_backbone, tower).cfg
+        prefixes += [f"vision_backbone.{tower}.attn_pool."]
+        prefixes += [f"vision_backbone.{tower}.blocks.{i}." for i in range(cfg.feature_block + 1, cfg.depth)]
+    unused = tuple(prefixes)
     return [name for name, module in model.named_modules()
-            if isinstance(module, nn.Linear) and name != "language_model.lm_head" and ".attn_pool." not in name]
+            if isinstance(module, nn.Linear) and name != "language_model.lm_head" and not name.startswith(unused)]
 
 
 class OpenVLAPolicy(TrainablePolicy):
