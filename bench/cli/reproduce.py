@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", type=_names, default=None, help="comma-separated methods (profile default)")
     parser.add_argument("--tasks", type=int_list, default=None, help="task ids the methods train (profile default)")
     parser.add_argument("--seeds", type=int_list, default=None, help="RL seeds (profile default)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="paper profile: the released OpenVLA fine-tune of the suite (the SFT policy RL starts "
+                        "from; docs/openvla.md)")
     parser.add_argument("--store", type=Path, default=Path("results/reproduce"),
                         help="run store root (default results/reproduce: the /results volume in the container)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan with estimates; run nothing")
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if args.seeds is not None and (not args.seeds or min(args.seeds) < 0):
             raise ValueError(f"--seeds must name seeds >= 0, got {args.seeds}")
         plan = build_plan(suite, args.profile, tuple(args.methods) if args.methods else None, tasks,
-                          tuple(args.seeds) if args.seeds is not None else None)
+                          tuple(args.seeds) if args.seeds is not None else None, args.checkpoint)
         store = RunStore(args.store)
         print(describe_plan(plan, store), file=sys.stderr if not args.dry_run else sys.stdout)
         if args.dry_run:

@@ -7,7 +7,9 @@ by the suite's horizon; they drive `--dry-run` and the ETA, never a result.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.reproduce.store import Stage
 from tgrpo.envs.protocol import MAX_POLICY_STEPS, TASKS_PER_SUITE
@@ -42,6 +44,7 @@ class ProfileSettings:
     default_tasks: tuple[int, ...]
     default_methods: tuple[str, ...]
     default_seeds: tuple[int, ...]
+    policy: str = "tiny"  # "openvla": no demos or SFT stages; the SFT policy is the released fine-tune (--checkpoint)
 
 
 PROFILE_SETTINGS = {
@@ -49,22 +52,28 @@ PROFILE_SETTINGS = {
     "smoke": ProfileSettings(2, "rl", None, 2, (0,), ("tgrpo", "grpo"), (0,)),
     # small: the tiny state policy on a CPU; the suite's SFT on 50 demos per task, evaluated on all 50 states.
     "small": ProfileSettings(50, "all", None, 50, tuple(range(TASKS_PER_SUITE)), method_names(), (0,)),
+    # paper: OpenVLA-7B; the released LIBERO fine-tune is the SFT policy (evaluated, then trained per task by RL).
+    "paper": ProfileSettings(0, "none", None, 50, tuple(range(TASKS_PER_SUITE)), ("tgrpo", "grpo"), (0,),
+                             policy="openvla"),
 }
 DEMO_ACTION_NOISE = 0.1  # noise injection (docs/training.md: DART-style labels; the committed SFT tables use it)
 
 
 def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None, tasks: tuple[int, ...] | None = None,
-               seeds: tuple[int, ...] | None = None) -> list[Stage]:
-    """Stages in dependency order. ValueError for an unknown method, a profile without settings, a bad task."""
+               seeds: tuple[int, ...] | None = None, checkpoint: Path | None = None) -> list[Stage]:
+    """Stages in dependency order. ValueError for an unknown method, a profile without settings, a bad task, or
+    an OpenVLA profile without `checkpoint` (the released fine-tune it starts from)."""
     if profile not in PROFILE_SETTINGS:
         raise ValueError(f"profile {profile!r} has no reproduction settings in this build; valid: "
-                         f"{', '.join(PROFILE_SETTINGS)} (paper needs OpenVLA-7B, not in this build yet)")
+                         f"{', '.join(PROFILE_SETTINGS)}")
     p = PROFILE_SETTINGS[profile]
     methods = tuple(methods or p.default_methods)
     for m in methods:
         get_method(m)
     tasks = tuple(p.default_tasks if tasks is None else tasks)
     seeds = tuple(p.default_seeds if seeds is None else seeds)
+    if p.policy == "openvla":
+        return _openvla_plan(suite, profile, p, methods, tasks, seeds, checkpoint)
     horizon = MAX_POLICY_STEPS[suite] / OBJECT_HORIZON
     demo_tasks = tuple(range(TASKS_PER_SUITE)) if p.demo_tasks == "all" else tasks
     demos = Stage("demos", suite, {"suite": suite, "tasks": list(demo_tasks), "per_task": p.demos_per_task,
@@ -94,6 +103,43 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
                                   STAGE_OVERHEAD_S + RL_S_PER_ITERATION * iterations * rl_horizon
                                   + EVAL_S_PER_EPISODE * p.eval_episodes * horizon))
     return plan
+
+
+def _openvla_plan(suite: str, profile: str, p: ProfileSettings, methods: tuple[str, ...], tasks: tuple[int, ...],
+                  seeds: tuple[int, ...], checkpoint: Path | None) -> list[Stage]:
+    """The released fine-tune's evaluation, then the RL runs starting from it (no demos, no SFT training)."""
+    if checkpoint is None:
+        raise ValueError(f"profile {profile!r} starts from a released OpenVLA fine-tune: give --checkpoint DIR "
+                         f"(e.g. openvla-7b-finetuned-{suite.replace('_', '-')}; docs/openvla.md)")
+    source = {"policy": p.policy, "checkpoint": str(Path(checkpoint).absolute()),
+              "checkpoint_id": _checkpoint_id(Path(checkpoint))}
+    horizon = MAX_POLICY_STEPS[suite] / OBJECT_HORIZON
+    plan = [Stage("eval", f"sft-{suite}-{profile}", {"suite": suite, "tasks": list(tasks),
+                                                      "episodes": p.eval_episodes, "obs": "image", **source},
+                  (), CODE["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * len(tasks) * horizon)]
+    iterations, max_steps = _rl_defaults(profile)
+    rl_horizon = (max_steps or MAX_POLICY_STEPS[suite]) / OBJECT_HORIZON
+    for method in (m for m in methods if get_method(m).family == "rl"):
+        for task in tasks:
+            for seed in seeds:
+                plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}",
+                                  {"method": method, "suite": suite, "task": task, "seed": seed, "profile": profile,
+                                   "eval_episodes": p.eval_episodes, **source},
+                                  (), CODE["rl"], STAGE_OVERHEAD_S + RL_S_PER_ITERATION * iterations * rl_horizon
+                                  + EVAL_S_PER_EPISODE * p.eval_episodes * horizon))
+    return plan
+
+
+def _checkpoint_id(directory: Path) -> str:
+    """sha256 of the checkpoint's config.json and safetensors index (hashing 15 GB of weights per plan would take
+    minutes); ValueError when they are absent."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors.index.json"):
+        try:
+            digest.update((directory / name).read_bytes())
+        except OSError:
+            raise ValueError(f"--checkpoint {directory} is not an OpenVLA checkpoint directory (no {name})") from None
+    return digest.hexdigest()
 
 
 def _sft_epochs(profile: str) -> int:

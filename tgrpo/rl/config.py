@@ -31,7 +31,7 @@ class RLConfig:
         group's weights, renormalised to sum to 1 (every step keeps the paper's relative weights).
     micro_batch_rows None: rows per forward/backward inside one optimiser step (gradient accumulation); None
         takes the whole minibatch at once. Exact: the aggregation weights are computed once per group, so any
-        split gives the same gradient (a 7B group does not fit in one batch).
+        split gives the same gradient (a 7B group does not fit in one batch: the paper profile takes 16 rows).
     loss_path "auto": the fused log-prob + loss pass (`tgrpo.losses.fused_policy_loss`, Triton kernels) and the
         Triton advantage on CUDA, the plain torch path on a CPU (where the fused pass gains nothing at 256 or
         32064 columns and Triton cannot run). "plain" / "fused" force one.
@@ -39,7 +39,9 @@ class RLConfig:
     temperature 1.0: sampling from the policy itself. Lower values bring rollouts closer to greedy evaluation
         (docs/training.md, "Bug hunt"). At any T the behaviour, current and reference log-probs are all taken at T
         (log_softmax(logits / T)), so the ratio's denominator is the distribution the rollout drew from.
-    policy "tiny": the registered trainable policy (`tgrpo.policies`) the init checkpoint loads as.
+    policy "tiny": the registered trainable policy (`tgrpo.policies`) the init checkpoint loads as; the paper
+        profile sets "openvla" (its init checkpoint is a released OpenVLA fine-tune, loaded with the suite name as
+        un-normalisation key).
     lora_rank 32 / lora_alpha 16: OpenVLA's LIBERO fine-tunes (all linear layers).
     episode_start "restore": bit-identical to OpenVLA's reset (docs/protocol.md) and 15x faster to start.
     train_seed_base: fresh placements for training use seeds train_seed_base + iteration, never official states.
@@ -123,11 +125,11 @@ class RLConfig:
 
 def for_profile(profile: str, **kwargs) -> RLConfig:
     """smoke: two iterations on a 20-step horizon, 2 eval episodes (CI minutes); small: the tiny state policy on a
-    CPU, about an hour per task and method; paper: OpenVLA-7B with the published settings."""
+    CPU, about an hour per task and method; paper: OpenVLA-7B (`policy="openvla"`) with the published settings."""
     cfg = RLConfig(profile=profile, **kwargs)
     overrides = {
         "smoke": {"iterations": 2, "max_steps": 20, "eval_episodes": 2, "lora_rank": 4, "lora_alpha": 8},
         "small": {"lr": 1e-4},
-        "paper": {},
+        "paper": {"policy": "openvla", "micro_batch_rows": 16},
     }[profile]
     return replace(cfg, **{k: v for k, v in overrides.items() if k not in kwargs})

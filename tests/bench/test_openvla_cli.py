@@ -1,0 +1,92 @@
+"""`--policy openvla` through the CLI and the harness on a synthetic checkpoint in the released layout: evaluation
+end to end, RL training, the paper profile's plan, and one-line refusals (exit 2) for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.reproduce.plan import build_plan
+
+CLI = [sys.executable, "-m", "bench.cli"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from tgrpo.policies.openvla.synthetic import write_synthetic_checkpoint
+
+    return write_synthetic_checkpoint(tmp_path_factory.mktemp("openvla") / "tiny")
+
+
+def _run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, timeout=timeout)
+
+
+def _one_line_exit_2(proc: subprocess.CompletedProcess, message: str) -> None:
+    lines = [ln for ln in proc.stderr.splitlines() if "robosuite" not in ln.lower()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert message in lines[0]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--unnorm-key", "bridge_orig"], ("unknown --unnorm-key 'bridge_orig' for this checkpoint; valid: "
+                                       "libero_10_no_noops, libero_goal_no_noops")),
+    (["--checkpoint", "/nonexistent/openvla"], "no OpenVLA checkpoint directory at /nonexistent/openvla"),
+])
+def test_eval_refuses_a_bad_checkpoint_or_key_in_one_line(checkpoint, tmp_path, extra, message):
+    args = ["eval", "--policy", "openvla", "--checkpoint", str(checkpoint), "--suite", "object", "--tasks", "0",
+            "--episodes", "1", "--out", str(tmp_path / "out"), *extra]
+    _one_line_exit_2(_run(*args), message)
+
+
+def test_eval_without_checkpoint_and_train_paper_without_init_are_refused(tmp_path):
+    _one_line_exit_2(_run("eval", "--policy", "openvla", "--suite", "object", "--out", str(tmp_path)),
+                     "policy 'openvla' needs --checkpoint DIR")
+    _one_line_exit_2(_run("train", "--method", "tgrpo", "--suite", "object", "--task", "0", "--profile", "paper"),
+                     "policy 'openvla' needs --init-checkpoint DIR")
+
+
+@pytest.mark.slow
+@pytest.mark.libero
+def test_eval_openvla_one_episode(checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    proc = _run("eval", "--policy", "openvla", "--checkpoint", str(checkpoint), "--unnorm-key", "libero_object",
+                "--suite", "object", "--tasks", "0", "--episodes", "1", "--workers", "1", "--out", str(out),
+                "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["policy"]["name"] == "openvla" and run["policy"]["unnorm_key"] == "libero_object_no_noops"
+    assert run["obs"]["center_crop"] is True  # OpenVLA's script default for this policy
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["error"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.libero
+def test_train_openvla_one_iteration(checkpoint, tmp_path):
+    out = tmp_path / "rl"
+    proc = _run("train", "--method", "grpo", "--suite", "object", "--task", "0", "--profile", "smoke", "--policy",
+                "openvla", "--init-checkpoint", str(checkpoint), "--iterations", "1", "--group-size", "2",
+                "--no-eval", "--no-progress", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "config.json").read_text())["policy"] == "openvla"
+    assert (out / "policy" / "model.safetensors.index.json").exists()
+
+
+def test_paper_plan_needs_a_checkpoint_and_has_no_demo_or_sft_stage(checkpoint):
+    with pytest.raises(ValueError, match="starts from a released OpenVLA fine-tune: give --checkpoint DIR"):
+        build_plan("libero_object", "paper")
+    plan = build_plan("libero_object", "paper", tasks=(0, 1), checkpoint=checkpoint)
+    assert [s.kind for s in plan] == ["eval"] + ["rl"] * 4  # tgrpo and grpo on two tasks
+    assert all(not s.inputs and s.config["checkpoint"] == str(checkpoint) for s in plan)
+    assert plan[0].config["obs"] == "image" and plan[0].config["policy"] == "openvla"
+
+
+def test_reproduce_paper_dry_run(checkpoint, tmp_path):
+    proc = _run("reproduce", "--suite", "object", "--profile", "paper", "--checkpoint", str(checkpoint), "--tasks",
+                "0", "--store", str(tmp_path), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "| eval" in proc.stdout and "| rl" in proc.stdout and "| demos" not in proc.stdout
+    _one_line_exit_2(_run("reproduce", "--suite", "object", "--profile", "paper", "--store", str(tmp_path),
+                          "--dry-run"), "give --checkpoint DIR")
