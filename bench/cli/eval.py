@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
                              unnorm_key=args.unnorm_key or request.suite, center_crop=args.center_crop)
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from err
+    if policy.obs_mode == "image" and request.obs.mode != "image":
+        raise UsageError(f"policy {args.policy!r} reads camera images: use --obs image (the default)")
     if args.center_crop is None and isinstance(policy, TrainablePolicy):  # the policy's own default
         request = replace(request, obs=replace(request.obs, center_crop=policy.obs_config().center_crop))
     if "torch" in sys.modules:  # a torch policy was loaded

@@ -2,6 +2,7 @@
 end to end, RL training, the paper profile's plan, and one-line refusals (exit 2) for bad input."""
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -23,9 +24,22 @@ def _run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, timeout=timeout)
 
 
-def _one_line_exit_2(proc: subprocess.CompletedProcess, message: str) -> None:
-    lines = [ln for ln in proc.stderr.splitlines() if "robosuite" not in ln.lower()]
-    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+def _main(argv: list[str]) -> int:
+    """`tgrpo-bench ARGV` in this process (no interpreter start), SIGTERM's handler restored afterwards."""
+    from bench.cli import main
+
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        return main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _one_line_exit_2(capsys, argv: list[str], message: str) -> None:
+    """`tgrpo-bench ARGV` exits 2 with one stderr line containing `message`."""
+    code = _main(argv)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "robosuite" not in ln.lower()]
+    assert code == 2 and len(lines) == 1, lines
     assert message in lines[0]
 
 
@@ -33,17 +47,18 @@ def _one_line_exit_2(proc: subprocess.CompletedProcess, message: str) -> None:
     (["--unnorm-key", "bridge_orig"], ("unknown --unnorm-key 'bridge_orig' for this checkpoint; valid: "
                                        "libero_10_no_noops, libero_goal_no_noops")),
     (["--checkpoint", "/nonexistent/openvla"], "no OpenVLA checkpoint directory at /nonexistent/openvla"),
+    (["--obs", "state"], "policy 'openvla' reads camera images: use --obs image"),
 ])
-def test_eval_refuses_a_bad_checkpoint_or_key_in_one_line(checkpoint, tmp_path, extra, message):
+def test_eval_refuses_a_bad_checkpoint_or_key_in_one_line(checkpoint, tmp_path, capsys, extra, message):
     args = ["eval", "--policy", "openvla", "--checkpoint", str(checkpoint), "--suite", "object", "--tasks", "0",
             "--episodes", "1", "--out", str(tmp_path / "out"), *extra]
-    _one_line_exit_2(_run(*args), message)
+    _one_line_exit_2(capsys, args, message)
 
 
-def test_eval_without_checkpoint_and_train_paper_without_init_are_refused(tmp_path):
-    _one_line_exit_2(_run("eval", "--policy", "openvla", "--suite", "object", "--out", str(tmp_path)),
+def test_eval_without_checkpoint_and_train_paper_without_init_are_refused(tmp_path, capsys):
+    _one_line_exit_2(capsys, ["eval", "--policy", "openvla", "--suite", "object", "--out", str(tmp_path)],
                      "policy 'openvla' needs --checkpoint DIR")
-    _one_line_exit_2(_run("train", "--method", "tgrpo", "--suite", "object", "--task", "0", "--profile", "paper"),
+    _one_line_exit_2(capsys, ["train", "--method", "tgrpo", "--suite", "object", "--task", "0", "--profile", "paper"],
                      "policy 'openvla' needs --init-checkpoint DIR")
 
 
@@ -83,10 +98,26 @@ def test_paper_plan_needs_a_checkpoint_and_has_no_demo_or_sft_stage(checkpoint):
     assert plan[0].config["obs"] == "image" and plan[0].config["policy"] == "openvla"
 
 
-def test_reproduce_paper_dry_run(checkpoint, tmp_path):
-    proc = _run("reproduce", "--suite", "object", "--profile", "paper", "--checkpoint", str(checkpoint), "--tasks",
-                "0", "--store", str(tmp_path), "--dry-run")
-    assert proc.returncode == 0, proc.stderr
-    assert "| eval" in proc.stdout and "| rl" in proc.stdout and "| demos" not in proc.stdout
-    _one_line_exit_2(_run("reproduce", "--suite", "object", "--profile", "paper", "--store", str(tmp_path),
-                          "--dry-run"), "give --checkpoint DIR")
+def test_reproduce_paper_dry_run(checkpoint, tmp_path, capsys):
+    code = _main(["reproduce", "--suite", "object", "--profile", "paper", "--checkpoint", str(checkpoint), "--tasks",
+                 "0", "--store", str(tmp_path), "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| eval" in out and "| rl" in out and "| demos" not in out
+    _one_line_exit_2(capsys, ["reproduce", "--suite", "object", "--profile", "paper", "--store", str(tmp_path),
+                              "--dry-run"], "give --checkpoint DIR")
+
+
+@pytest.mark.slow
+@pytest.mark.libero
+def test_paper_evaluation_stage_runs_the_checkpoint(checkpoint, tmp_path):
+    """The paper plan's first stage (the released fine-tune's evaluation), cut to one episode of one task."""
+    from bench.reproduce.stages import run_stage
+    from bench.reproduce.store import Stage
+
+    planned = build_plan("libero_object", "paper", tasks=(0,), checkpoint=checkpoint)[0]
+    stage = Stage(planned.kind, planned.name, {**planned.config, "episodes": 1}, planned.inputs, planned.code)
+    result = run_stage(stage, tmp_path, {}, progress=False)
+    assert result["suites"]["libero_object"]["episodes"] == 1
+    run = json.loads((tmp_path / "eval" / "run.json").read_text())
+    assert run["policy"]["name"] == "openvla" and run["obs"]["center_crop"] is True
