@@ -40,12 +40,15 @@ class OpenVLASettings:
     unnorm_key None: the checkpoint's only key; the CLI passes the suite name as OpenVLA's script does.
     center_crop True: OpenVLA's LIBERO script default (its released fine-tunes were trained with crop augmentation).
     device "auto": CUDA when present, else the CPU. dtype "auto": bfloat16 on CUDA (as released), float32 on a CPU.
+    activation_checkpointing None: on with CUDA (the LLM's layers recompute their activations in the backward pass,
+        so a micro-batch of 16 rows of ~300 tokens fits; the gradient is the same), off on a CPU (test sizes).
     """
 
     unnorm_key: str | None = None
     center_crop: bool = True
     device: str = "auto"
     dtype: str = "auto"
+    activation_checkpointing: bool | None = None
 
     def torch_device(self) -> torch.device:
         return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device)
@@ -86,6 +89,9 @@ class OpenVLAPolicy(TrainablePolicy):
         self.meta = meta or {}
         self._sampler = SlotSampler(seed)
         self._adapters: dict | None = None
+        checkpointing = settings.activation_checkpointing
+        if checkpointing or (checkpointing is None and self.device.type == "cuda"):
+            model.language_model.activation_checkpointing_enable({"use_reentrant": False})  # in train mode only
 
     # ----- inputs
     @property

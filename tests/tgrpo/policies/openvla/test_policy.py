@@ -94,3 +94,19 @@ def test_trainable_state_round_trip(adapted, tiny_checkpoint):
                                    adapted.token_logprobs(_obs(), INSTRUCTIONS, TOKENS))
     with pytest.raises(ValueError, match="does not match"):
         other.load_trainable_state({})
+
+
+def test_activation_checkpointing_gives_the_same_gradient(tiny_checkpoint):
+    grads = []
+    for checkpointing in (False, True):
+        policy = OpenVLAPolicy.load(tiny_checkpoint, settings=OpenVLASettings(
+            unnorm_key="libero_goal", activation_checkpointing=checkpointing))
+        torch.manual_seed(0)
+        policy.add_adapters(rank=4, alpha=8)
+        policy.set_training(True)
+        policy.token_logprobs(_obs(), INSTRUCTIONS, TOKENS).sum().backward()
+        grads.append({n: p.grad for n, p in policy.model.named_parameters() if p.requires_grad})
+    assert policy.net.language_model.is_activation_checkpointing
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-7, msg=name)
