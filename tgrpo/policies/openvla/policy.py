@@ -83,9 +83,14 @@ class OpenVLAPolicy(TrainablePolicy):
         self.raw_config, self.settings, self.seed = raw_config, settings, seed
         self.prompts = PromptEncoder(tokenizer_json)
         self.unnorm_key = ck.resolve_unnorm_key(raw_config["norm_stats"], settings.unnorm_key)
-        action = raw_config["norm_stats"][self.unnorm_key]["action"]
-        self.stats = at.NormStats(tuple(action["q01"]), tuple(action["q99"]),
-                                  tuple(action.get("mask", [True] * len(action["q01"]))))
+        try:
+            action = raw_config["norm_stats"][self.unnorm_key]["action"]
+            self.stats = at.NormStats(tuple(map(float, action["q01"])), tuple(map(float, action["q99"])),
+                                      tuple(map(bool, action.get("mask", [True] * len(action["q01"])))))
+        except (KeyError, TypeError, ValueError):
+            raise ck.CheckpointError(f"norm_stats[{self.unnorm_key!r}] has no action q01/q99 lists") from None
+        if not len(self.stats.q01) == len(self.stats.q99) == len(self.stats.mask) == at.ACTION_DIM:
+            raise ck.CheckpointError(f"norm_stats[{self.unnorm_key!r}] is not {at.ACTION_DIM}-dimensional")
         self.meta = meta or {}
         self._sampler = SlotSampler(seed)
         self._adapters: dict | None = None

@@ -113,3 +113,14 @@ def test_unnorm_key_as_openvla_picks_it():
         resolve_unnorm_key(stats, "libero_10")
     with pytest.raises(CheckpointError, match="unknown --unnorm-key None"):
         resolve_unnorm_key(stats, None)
+
+
+def test_statistics_without_action_quantiles(tiny_checkpoint, tmp_path):
+    from tgrpo.policies.openvla.policy import OpenVLAPolicy, OpenVLASettings
+
+    ck = _copy(tiny_checkpoint, tmp_path)
+    raw = json.loads((ck / "config.json").read_text())
+    raw["norm_stats"]["libero_goal_no_noops"] = {"proprio": {}}
+    (ck / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match=r"norm_stats\['libero_goal_no_noops'\] has no action q01/q99"):
+        OpenVLAPolicy.load(ck, settings=OpenVLASettings(unnorm_key="libero_goal"))
