@@ -45,13 +45,17 @@ check:
 	$(VENV)/bin/tgrpo-bench check
 
 # The reproduction pipeline (docs/reproduce.md): make reproduce SUITE=long [PROFILE=smoke|small] [METHODS=tgrpo,grpo]
-# [TASKS=0,3] [SEEDS=0,1] [DRY_RUN=1]. Rerunning skips finished stages and resumes a killed one.
+# [TASKS=0,3] [SEEDS=0,1] [SETTINGS="a1=0.1,a2=0.9;a1=0.5,a2=0.5"] [STORE=results/reproduce] [DRY_RUN=1].
+# Rerunning skips finished stages and resumes a killed one. SETTINGS: RL config overrides, one RL stage per
+# ';'-separated setting (a sweep).
 SUITE ?=
 PROFILE ?= smoke
 reproduce:
 	@test -n "$(SUITE)" || { echo "make reproduce: give SUITE=spatial|object|goal|long" >&2; exit 2; }
 	$(VENV)/bin/tgrpo-bench reproduce --suite $(SUITE) --profile $(PROFILE) $(if $(METHODS),--methods $(METHODS)) \
-	  $(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DRY_RUN),--dry-run)
+	  $(if $(STORE),--store $(STORE)) \
+	  $(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS)) \
+	  $(foreach s,$(subst ;, ,$(SETTINGS)),--setting $(s)) $(if $(DRY_RUN),--dry-run)
 
 # Speed targets are benchmarks, never timed tests; reports land in results/bench/ (copy figures into docs/).
 bench:

@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", type=_names, default=None, help="comma-separated methods (profile default)")
     parser.add_argument("--tasks", type=int_list, default=None, help="task ids the methods train (profile default)")
     parser.add_argument("--seeds", type=int_list, default=None, help="RL seeds (profile default)")
+    parser.add_argument("--setting", action="append", default=None, metavar="KEY=V[,KEY=V...]",
+                        help="RL config overrides for every RL stage, e.g. a1=0.1,a2=0.9 or epochs=2 or "
+                             "loss.clip_eps=0.1; repeat for a sweep (one RL stage per setting); default: the "
+                             "profile's settings")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="paper profile: the released OpenVLA fine-tune of the suite (the SFT policy RL starts "
                         "from; docs/openvla.md)")
@@ -38,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.reproduce.execute import describe_plan, execute
     from bench.reproduce.plan import build_plan
     from bench.reproduce.report import compare_specs, plot_learning_curves, write_report
+    from bench.reproduce.settings import normalise, parse_setting
     from bench.reproduce.store import RunStore, StoreError
     from tgrpo.envs.protocol import check_task_ids, resolve_suite
     from tgrpo.provenance import provenance
@@ -51,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
         tasks = tuple(check_task_ids(args.tasks)) if args.tasks is not None else None
         if args.seeds is not None and (not args.seeds or min(args.seeds) < 0):
             raise ValueError(f"--seeds must name seeds >= 0, got {args.seeds}")
+        settings = (tuple(normalise(args.profile, parse_setting(text)) for text in args.setting) if args.setting
+                    else ({},))
         plan = build_plan(suite, args.profile, tuple(args.methods) if args.methods else None, tasks,
-                          tuple(args.seeds) if args.seeds is not None else None, args.checkpoint)
+                          tuple(args.seeds) if args.seeds is not None else None, settings, args.checkpoint)
         store = RunStore(args.store)
         print(describe_plan(plan, store), file=sys.stderr if not args.dry_run else sys.stdout)
         if args.dry_run:
@@ -60,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         outcome = execute(plan, store, progress=not args.no_progress)
     except (ValueError, StoreError) as err:
         raise UsageError(str(err)) from err
-    out = store.root / f"{suite}-{args.profile}"
+    swept = sorted({key for setting in settings for key in setting})  # a sweep's report does not overwrite others
+    out = store.root / "-".join([suite, args.profile, *swept])
     print(write_report(plan, store, out, provenance(profile=args.profile, suite=suite)))
     print(f"report: {out / 'report.md'}", file=sys.stderr)
     for png in plot_learning_curves(plan, store, out):

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.reproduce.settings import label, rl_kwargs
 from bench.reproduce.store import Stage
 from tgrpo.envs.protocol import MAX_POLICY_STEPS, TASKS_PER_SUITE
 from tgrpo.rl.methods import get_method, method_names
@@ -26,11 +27,16 @@ OBJECT_HORIZON = 280
 # 2 failing episodes of 520 steps) and 67-72 s (RL) with other jobs on both cores: 4 min 3 s in all.
 STAGE_OVERHEAD_S = 30.0
 
+# The tiny VLA's own sources: another policy added under tgrpo/policies/ does not invalidate its stages.
+TINY_POLICY = tuple(f"tgrpo/policies/{name}.py" for name in ("base", "trainable", "tiny", "tiny_decode",
+                                                             "action_tokenizer", "sampling"))
+OPENVLA_POLICY = ("tgrpo/policies/openvla", *(f"tgrpo/policies/{name}.py" for name in ("base", "trainable",
+                                                                                      "action_tokenizer", "sampling")))
 CODE = {  # what each stage's output depends on (its key covers these sources)
     "demos": ("tgrpo/experts", "tgrpo/envs", "tgrpo/data"),
-    "sft": ("baselines/sft", "tgrpo/policies", "tgrpo/data/hdf5.py", "tgrpo/trainer_state.py"),
-    "eval": ("bench/evaluate.py", "tgrpo/envs", "tgrpo/policies"),
-    "rl": ("tgrpo/rl", "tgrpo/advantages.py", "tgrpo/losses.py", "tgrpo/rewards", "tgrpo/policies", "tgrpo/envs",
+    "sft": ("baselines/sft", *TINY_POLICY, "tgrpo/data/hdf5.py", "tgrpo/trainer_state.py"),
+    "eval": ("bench/evaluate.py", "tgrpo/envs", *TINY_POLICY),
+    "rl": ("tgrpo/rl", "tgrpo/advantages.py", "tgrpo/losses.py", "tgrpo/rewards", *TINY_POLICY, "tgrpo/envs",
            "bench/evaluate.py", "bench/runs.py"),
 }
 
@@ -60,9 +66,11 @@ DEMO_ACTION_NOISE = 0.1  # noise injection (docs/training.md: DART-style labels;
 
 
 def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None, tasks: tuple[int, ...] | None = None,
-               seeds: tuple[int, ...] | None = None, checkpoint: Path | None = None) -> list[Stage]:
-    """Stages in dependency order. ValueError for an unknown method, a profile without settings, a bad task, or
-    an OpenVLA profile without `checkpoint` (the released fine-tune it starts from)."""
+               seeds: tuple[int, ...] | None = None, settings: tuple[dict, ...] = ({},),
+               checkpoint: Path | None = None) -> list[Stage]:
+    """Stages in dependency order; one RL stage per (method, task, seed, setting). `settings` are normalised RL
+    overrides (`bench.reproduce.settings`). ValueError for an unknown method, a profile without settings, a bad
+    task, or an OpenVLA profile without `checkpoint` (the released fine-tune it starts from)."""
     if profile not in PROFILE_SETTINGS:
         raise ValueError(f"profile {profile!r} has no reproduction settings in this build; valid: "
                          f"{', '.join(PROFILE_SETTINGS)}")
@@ -72,9 +80,35 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
         get_method(m)
     tasks = tuple(p.default_tasks if tasks is None else tasks)
     seeds = tuple(p.default_seeds if seeds is None else seeds)
-    if p.policy == "openvla":
-        return _openvla_plan(suite, profile, p, methods, tasks, seeds, checkpoint)
     horizon = MAX_POLICY_STEPS[suite] / OBJECT_HORIZON
+    if p.policy == "openvla":
+        plan, upstream, source = [], (), _openvla_source(profile, suite, checkpoint)
+        code = {kind: (*(c for c in CODE[kind] if c not in TINY_POLICY), *OPENVLA_POLICY) for kind in ("eval", "rl")}
+    else:
+        plan, upstream, source, code = _tiny_sft(suite, profile, p, tasks, horizon)
+    rl_methods = [m for m in methods if get_method(m).family == "rl"]
+    if "sft" in methods or rl_methods:  # one stage per task: another task selection reuses them
+        plan.extend(Stage("eval", f"sft-{suite}-t{task}-{profile}", {"suite": suite, "tasks": [task],
+                                                                     "episodes": p.eval_episodes, **source},
+                          upstream, code["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * horizon)
+                    for task in tasks)
+    for setting in settings:
+        rl_s = _rl_estimate_s(profile, suite, setting)
+        for method in rl_methods:
+            for task in tasks:
+                for seed in seeds:
+                    config = {"method": method, "suite": suite, "task": task, "seed": seed, "profile": profile,
+                              "eval_episodes": p.eval_episodes, **{k: v for k, v in source.items() if k != "obs"}}
+                    if setting:  # absent for the defaults: their keys stay those of a run without settings
+                        config["settings"] = setting
+                    plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}{label(setting)}", config,
+                                      upstream, code["rl"],
+                                      rl_s + EVAL_S_PER_EPISODE * p.eval_episodes * horizon))
+    return plan
+
+
+def _tiny_sft(suite: str, profile: str, p: ProfileSettings, tasks: tuple[int, ...], horizon: float):
+    """The demos and SFT stages of the tiny policy: (plan so far, upstream stages, eval config, code per kind)."""
     demo_tasks = tuple(range(TASKS_PER_SUITE)) if p.demo_tasks == "all" else tasks
     demos = Stage("demos", suite, {"suite": suite, "tasks": list(demo_tasks), "per_task": p.demos_per_task,
                                     "action_noise": DEMO_ACTION_NOISE, "seed": 0, "episode_start": "restore"},
@@ -84,62 +118,23 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
                                                "epochs": p.sft_epochs, "seed": 0},
                 (demos,), CODE["sft"],
                 SFT_S_PER_DEMO_EPOCH * p.demos_per_task * len(demo_tasks) * (p.sft_epochs or _sft_epochs(profile)))
-    plan = [demos, sft]
-    rl_methods = [m for m in methods if get_method(m).family == "rl"]
-    if "sft" in methods or rl_methods:
-        plan.append(Stage("eval", f"sft-{suite}-{profile}", {"suite": suite, "tasks": list(tasks),
-                                                             "episodes": p.eval_episodes, "obs": "state"},
-                          (sft,), CODE["eval"],
-                          STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * len(tasks) * horizon))
-    iterations, max_steps = _rl_defaults(profile)
-    rl_horizon = (max_steps or MAX_POLICY_STEPS[suite]) / OBJECT_HORIZON
-    for method in rl_methods:
-        for task in tasks:
-            for seed in seeds:
-                plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}",
-                                  {"method": method, "suite": suite, "task": task, "seed": seed, "profile": profile,
-                                   "eval_episodes": p.eval_episodes},
-                                  (sft,), CODE["rl"],
-                                  STAGE_OVERHEAD_S + RL_S_PER_ITERATION * iterations * rl_horizon
-                                  + EVAL_S_PER_EPISODE * p.eval_episodes * horizon))
-    return plan
+    return [demos, sft], (sft,), {"obs": "state"}, CODE
 
 
-def _openvla_plan(suite: str, profile: str, p: ProfileSettings, methods: tuple[str, ...], tasks: tuple[int, ...],
-                  seeds: tuple[int, ...], checkpoint: Path | None) -> list[Stage]:
-    """The released fine-tune's evaluation, then the RL runs starting from it (no demos, no SFT training)."""
+def _openvla_source(profile: str, suite: str, checkpoint: Path | None) -> dict:
+    """What the OpenVLA stages read: the released fine-tune, identified by its config.json and safetensors index
+    (hashing 15 GB of weights per plan would take minutes). ValueError without a checkpoint directory."""
     if checkpoint is None:
         raise ValueError(f"profile {profile!r} starts from a released OpenVLA fine-tune: give --checkpoint DIR "
                          f"(e.g. openvla-7b-finetuned-{suite.replace('_', '-')}; docs/openvla.md)")
-    source = {"policy": p.policy, "checkpoint": str(Path(checkpoint).absolute()),
-              "checkpoint_id": _checkpoint_id(Path(checkpoint))}
-    horizon = MAX_POLICY_STEPS[suite] / OBJECT_HORIZON
-    plan = [Stage("eval", f"sft-{suite}-{profile}", {"suite": suite, "tasks": list(tasks),
-                                                      "episodes": p.eval_episodes, "obs": "image", **source},
-                  (), CODE["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * len(tasks) * horizon)]
-    iterations, max_steps = _rl_defaults(profile)
-    rl_horizon = (max_steps or MAX_POLICY_STEPS[suite]) / OBJECT_HORIZON
-    for method in (m for m in methods if get_method(m).family == "rl"):
-        for task in tasks:
-            for seed in seeds:
-                plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}",
-                                  {"method": method, "suite": suite, "task": task, "seed": seed, "profile": profile,
-                                   "eval_episodes": p.eval_episodes, **source},
-                                  (), CODE["rl"], STAGE_OVERHEAD_S + RL_S_PER_ITERATION * iterations * rl_horizon
-                                  + EVAL_S_PER_EPISODE * p.eval_episodes * horizon))
-    return plan
-
-
-def _checkpoint_id(directory: Path) -> str:
-    """sha256 of the checkpoint's config.json and safetensors index (hashing 15 GB of weights per plan would take
-    minutes); ValueError when they are absent."""
     digest = hashlib.sha256()
     for name in ("config.json", "model.safetensors.index.json"):
         try:
-            digest.update((directory / name).read_bytes())
+            digest.update((Path(checkpoint) / name).read_bytes())
         except OSError:
-            raise ValueError(f"--checkpoint {directory} is not an OpenVLA checkpoint directory (no {name})") from None
-    return digest.hexdigest()
+            raise ValueError(f"--checkpoint {checkpoint} is not an OpenVLA checkpoint directory (no {name})") from None
+    return {"obs": "image", "policy": "openvla", "checkpoint": str(Path(checkpoint).absolute()),
+            "checkpoint_id": digest.hexdigest()}
 
 
 def _sft_epochs(profile: str) -> int:
@@ -148,9 +143,12 @@ def _sft_epochs(profile: str) -> int:
     return for_profile(profile, suite="libero_object", demos_dir=".", out_dir=".").epochs or SFTConfig.epochs
 
 
-def _rl_defaults(profile: str) -> tuple[int, int | None]:
-    """(iterations, max_steps) of the profile's RL config."""
+def _rl_estimate_s(profile: str, suite: str, setting: dict) -> float:
+    """Training time of one RL stage: the measured rate (N = 4, one update per rollout) scaled by the setting's
+    iterations, horizon and group size (the rollout dominates; the cost of extra updates is not modelled)."""
     from tgrpo.rl.config import for_profile
 
-    cfg = for_profile(profile, method="tgrpo", suite="libero_object", task_id=0, init_checkpoint=".", out_dir=".")
-    return cfg.iterations, cfg.max_steps
+    cfg = for_profile(profile, method="tgrpo", suite=suite, task_id=0, init_checkpoint=".", out_dir=".",
+                      **rl_kwargs(profile, setting))
+    horizon = (cfg.max_steps or MAX_POLICY_STEPS[suite]) / OBJECT_HORIZON
+    return STAGE_OVERHEAD_S + RL_S_PER_ITERATION * cfg.iterations * horizon * cfg.group_size / 4

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench.reproduce.settings import label
 from bench.reproduce.store import RunStore, Stage
 from bench.results import wilson_interval
 
@@ -22,10 +23,11 @@ def report_rows(plan: list[Stage], store: RunStore) -> list[dict]:
         for task in json.loads(summary_file.read_text())["tasks"]:
             low, high = wilson_interval(task["successes"], task["episodes"])
             rows.append({"suite": task["suite"], "task": task["task_id"], "method": method,
+                         "setting": label(stage.config.get("settings", {}))[1:] or "default",
                          "seed": stage.config.get("seed", 0), "successes": task["successes"],
                          "episodes": task["episodes"], "rate": task["success_rate"], "wilson95": [low, high],
                          "stage": stage.dir_name})
-    return sorted(rows, key=lambda r: (r["task"], r["method"] != "sft", r["method"], r["seed"]))
+    return sorted(rows, key=lambda r: (r["task"], r["method"] != "sft", r["method"], r["setting"], r["seed"]))
 
 
 def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> str:
@@ -33,10 +35,10 @@ def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> 
     from tabulate import tabulate
 
     rows = report_rows(plan, store)
-    table = tabulate([[r["task"], r["method"], r["seed"], f"{r['successes']}/{r['episodes']}",
+    table = tabulate([[r["task"], r["method"], r["setting"], r["seed"], f"{r['successes']}/{r['episodes']}",
                        f"{100 * r['rate']:.1f}", f"[{100 * r['wilson95'][0]:.1f}, {100 * r['wilson95'][1]:.1f}]",
                        f"`{r['stage']}`"] for r in rows],
-                     headers=["task", "method", "seed", "successes", "success %", "Wilson 95% CI", "stage"],
+                     headers=["task", "method", "setting", "seed", "successes", "success %", "Wilson 95% CI", "stage"],
                      tablefmt="github")
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(table + "\n")

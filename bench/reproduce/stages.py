@@ -53,13 +53,14 @@ def _eval(cfg: dict, directory: Path, inputs: dict[str, Path], progress: bool) -
 
 
 def _rl(cfg: dict, directory: Path, inputs: dict[str, Path], progress: bool) -> dict:
+    from bench.reproduce.settings import rl_kwargs
     from bench.runs import run_rl
     from tgrpo.rl.config import for_profile
 
     rl_cfg = for_profile(cfg["profile"], method=cfg["method"], suite=cfg["suite"], task_id=cfg["task"],
                          init_checkpoint=cfg.get("checkpoint") or inputs["sft"] / "run" / "best",
-                         out_dir=directory / "run", seed=cfg["seed"],
-                         eval_episodes=cfg["eval_episodes"])
+                         out_dir=directory / "run", seed=cfg["seed"], eval_episodes=cfg["eval_episodes"],
+                         **rl_kwargs(cfg["profile"], cfg.get("settings", {})))
     record = run_rl(rl_cfg, progress=progress)
     return {"iterations": len(record.metrics), "policy_sha256": record.policy_sha256,
             "suites": record.eval.summary["suites"] if record.eval else None}

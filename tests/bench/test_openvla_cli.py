@@ -93,9 +93,13 @@ def test_paper_plan_needs_a_checkpoint_and_has_no_demo_or_sft_stage(checkpoint):
     with pytest.raises(ValueError, match="starts from a released OpenVLA fine-tune: give --checkpoint DIR"):
         build_plan("libero_object", "paper")
     plan = build_plan("libero_object", "paper", tasks=(0, 1), checkpoint=checkpoint)
-    assert [s.kind for s in plan] == ["eval"] + ["rl"] * 4  # tgrpo and grpo on two tasks
+    assert [s.kind for s in plan] == ["eval"] * 2 + ["rl"] * 4  # one evaluation per task; tgrpo and grpo per task
     assert all(not s.inputs and s.config["checkpoint"] == str(checkpoint) for s in plan)
     assert plan[0].config["obs"] == "image" and plan[0].config["policy"] == "openvla"
+    assert any("tgrpo/policies/openvla" in s.code for s in plan) and not any("tgrpo/policies/tiny.py" in s.code
+                                                                             for s in plan)
+    swept = build_plan("libero_object", "paper", ("grpo",), (0,), settings=({"a1": 0.1},), checkpoint=checkpoint)
+    assert [s.name for s in swept] == ["sft-libero_object-t0-paper", "grpo-libero_object-t0-s0-paper-a1=0.1"]
 
 
 def test_reproduce_paper_dry_run(checkpoint, tmp_path, capsys):

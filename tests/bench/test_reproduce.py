@@ -26,7 +26,7 @@ def _keys(plan):
 def test_plan_has_every_stage_and_stable_keys():
     plan = build_plan("libero_10", "smoke", ("tgrpo", "grpo"), (0, 3), (0, 1))
     kinds = [s.kind for s in plan]
-    assert kinds == ["demos", "sft", "eval"] + ["rl"] * 8  # 2 methods x 2 tasks x 2 seeds
+    assert kinds == ["demos", "sft", "eval", "eval"] + ["rl"] * 8  # SFT eval per task; 2 methods x 2 tasks x 2 seeds
     assert _keys(plan) == _keys(build_plan("libero_10", "smoke", ("tgrpo", "grpo"), (0, 3), (0, 1)))
     assert len(set(_keys(plan).values())) == len(plan)
 
@@ -37,7 +37,7 @@ def test_a_changed_setting_changes_only_what_depends_on_it(monkeypatch):
     monkeypatch.setitem(plan_module.PROFILE_SETTINGS, "smoke", replace(settings, sft_epochs=3))
     after = _keys(build_plan("libero_object", "smoke"))
     changed = sorted(k for k in before if before[k] != after[k])
-    assert changed == ["eval/sft-libero_object-smoke", "rl/grpo-libero_object-t0-s0-smoke",
+    assert changed == ["eval/sft-libero_object-t0-smoke", "rl/grpo-libero_object-t0-s0-smoke",
                        "rl/tgrpo-libero_object-t0-s0-smoke", "sft/libero_object-smoke"]  # demos kept
 
 
@@ -98,7 +98,10 @@ def test_a_corrupt_record_is_refused(tmp_path, content):
 def test_cli_refuses_bad_input_with_one_line(tmp_path):
     cases = [["--suite", "nope"], ["--suite", "object", "--methods", "ppo"], ["--suite", "object", "--profile", "x"],
              ["--suite", "object", "--profile", "paper"], ["--suite", "object", "--tasks", "10"],
-             ["--suite", "object", "--seeds", "-1"]]
+             ["--suite", "object", "--seeds", "-1"], ["--suite", "object", "--setting", "a1=x"],
+             ["--suite", "object", "--setting", "bogus=1"], ["--suite", "object", "--setting", "seed=3"],
+             ["--suite", "object", "--setting", "a1"], ["--suite", "object", "--setting", "loss.clip_eps=1.5"],
+             ["--suite", "object", "--setting", "stop_rule=never"]]
     for args in cases:
         proc = subprocess.run([*CLI, *args, "--store", str(tmp_path), "--dry-run"], capture_output=True, text=True,
                               check=False)

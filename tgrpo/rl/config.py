@@ -43,6 +43,9 @@ class RLConfig:
         profile sets "openvla" (its init checkpoint is a released OpenVLA fine-tune, loaded with the suite name as
         un-normalisation key).
     lora_rank 32 / lora_alpha 16: OpenVLA's LIBERO fine-tunes (all linear layers).
+    stop_rule "group": the paper's group stops at the step its first trajectory succeeds (all N cut to that
+        length, `tgrpo.envs.rollout`); "independent" runs each trajectory to its own success or the horizon. Under
+        "group" the trajectory advantage rewards the fastest success (docs/training.md, task-8 reading).
     episode_start "restore": bit-identical to OpenVLA's reset (docs/protocol.md) and 15x faster to start.
     train_seed_base: fresh placements for training use seeds train_seed_base + iteration, never official states.
     """
@@ -70,6 +73,7 @@ class RLConfig:
     lora_alpha: int = 16
     loss: LossConfig = field(default_factory=LossConfig)
     reward_config: RewardConfig = field(default_factory=RewardConfig)
+    stop_rule: str = "group"
     episode_start: str = "restore"
     seed: int = 0
     train_seed_base: int = 1_000_000
@@ -86,6 +90,10 @@ class RLConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.loss_path not in LOSS_PATHS:
             raise ValueError(f"unknown loss_path {self.loss_path!r}; valid: {', '.join(LOSS_PATHS)}")
+        from tgrpo.envs.rollout import STOP_RULES  # lazy: the simulator stack
+
+        if self.stop_rule not in STOP_RULES:
+            raise ValueError(f"unknown stop_rule {self.stop_rule!r}; valid: {', '.join(STOP_RULES)}")
         if self.micro_batch_rows is not None and self.micro_batch_rows < 1:
             raise ValueError(f"micro_batch_rows must be None or at least 1, got {self.micro_batch_rows}")
         if self.group_size < 2:

@@ -191,7 +191,7 @@ class Trainer:
         if isinstance(built, Exception):
             raise RuntimeError(f"cannot build {cfg.suite} task {cfg.task_id}: {built}") from built  # noqa: TRY004
         start = pool.workers[0].call("sample_start", seed)  # objects and fixtures, shared by the group
-        rollout = group_rollout(pool, self.spec, self.policy, start, stop_rule="group",
+        rollout = group_rollout(pool, self.spec, self.policy, start, stop_rule=cfg.stop_rule,
                                 max_steps=cfg.max_steps, mode="sample", temperature=cfg.temperature,
                                 episode_key=(seed,))
         rewards = self.rewards(rollout)
