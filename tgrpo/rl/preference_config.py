@@ -134,6 +134,6 @@ def for_profile(profile: str, **kwargs) -> PreferenceConfig:
         "smoke": {"rounds": min(cfg.rounds, 2), "groups_per_round": 1, "group_size": 2, "epochs": 1,
                   "max_steps": 20, "eval_episodes": 2, "lora_rank": 4, "lora_alpha": 8},
         "small": {"lr": 1e-4},
-        "paper": {},
+        "paper": {"policy": "openvla", "micro_batch_rows": 16},  # as the RL methods' paper profile
     }[profile]
     return replace(cfg, **{k: v for k, v in overrides.items() if k not in kwargs})
