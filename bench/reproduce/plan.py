@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.reproduce.settings import label, rl_kwargs
+from bench.reproduce.settings import check_for_method, label, rl_kwargs
 from bench.reproduce.store import Stage
 from tgrpo.envs.protocol import MAX_POLICY_STEPS, TASKS_PER_SUITE
 from tgrpo.rl.methods import get_method, method_names, trains_per_task
@@ -96,6 +96,7 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
     for setting in settings:
         rl_s = _rl_estimate_s(profile, suite, setting)
         for method in rl_methods:
+            check_for_method(profile, method, setting)
             for task in tasks:
                 for seed in seeds:
                     config = {"method": method, "suite": suite, "task": task, "seed": seed, "profile": profile,
