@@ -276,22 +276,13 @@ def smoke(
     if not eval_check:
         return _finish(report, out, 0, log)
 
-    log(f"smoke: tgrpo-bench {' '.join(S.SMOKE_ARGS)}")
-    started = time.monotonic()
-    code, _ = run_in_image(client, image, list(S.SMOKE_ARGS), results=out, gpus=gpus)
-    report["eval_exit"] = code
-    report["eval_seconds"] = round(time.monotonic() - started, 1)
-    if code != 0:
-        log(f"smoke: FAILED: eval exited {code} in {image}")
+    if not _timed_run(client, image, S.SMOKE_ARGS, out, gpus, report, "eval", log):
         return _finish(report, out, 1, log)
     check = S.check_episodes(smoke_dir / "episodes.jsonl", report["image_id"])
     summaries = sorted(p.name for p in smoke_dir.glob("summary*"))
     if not summaries:
         check.problems.append(f"no summary file in {smoke_dir}")
-    report["results"] = {"rows": check.rows, "digest_recorded": check.digest_recorded, "summaries": summaries,
-                         "problems": check.problems}
-    if not check.ok:
-        log("smoke: FAILED: " + "; ".join(check.problems))
+    if not _checked(check, report, "results", log, summaries=summaries):
         return _finish(report, out, 1, log)
     log(f"smoke: ok: {check.rows} row(s) with provenance (image digest recorded), {', '.join(summaries)}")
     if reproduce_check:
@@ -304,23 +295,34 @@ def _reproduce(client, image: str, out: Path, gpus: str, report: dict, log: Log)
     store = out / Path(S.REPRODUCE_STORE).name
     if store.exists():
         shutil.rmtree(store)
-    log(f"smoke: tgrpo-bench {' '.join(S.REPRODUCE_ARGS)}")
-    started = time.monotonic()
-    code, _ = run_in_image(client, image, list(S.REPRODUCE_ARGS), results=out, gpus=gpus)
-    report["reproduce_exit"] = code
-    report["reproduce_seconds"] = round(time.monotonic() - started, 1)
-    if code != 0:
-        log(f"smoke: FAILED: reproduce exited {code} in {image}")
+    if not _timed_run(client, image, S.REPRODUCE_ARGS, out, gpus, report, "reproduce", log):
         return 1
     check = S.check_reproduction(store, report["image_id"])
-    report["reproduce_results"] = {"rows": check.rows, "digest_recorded": check.digest_recorded,
-                                   "problems": check.problems}
-    if not check.ok:
-        log("smoke: FAILED: " + "; ".join(check.problems))
+    if not _checked(check, report, "reproduce_results", log):
         return 1
     log(f"smoke: reproduce ok in {report['reproduce_seconds']:.0f} s: report written, {check.rows} episode row(s) "
         "with provenance (image digest recorded)")
     return 0
+
+
+def _timed_run(client, image: str, args: tuple[str, ...], out: Path, gpus: str, report: dict, name: str,
+               log: Log) -> bool:
+    """Run `tgrpo-bench ARGS` in the image; its exit code and seconds go into the report as `<name>_*`."""
+    log(f"smoke: tgrpo-bench {' '.join(args)}")
+    started = time.monotonic()
+    code, _ = run_in_image(client, image, list(args), results=out, gpus=gpus)
+    report[f"{name}_exit"] = code
+    report[f"{name}_seconds"] = round(time.monotonic() - started, 1)
+    if code != 0:
+        log(f"smoke: FAILED: {name} exited {code} in {image}")
+    return code == 0
+
+
+def _checked(check: S.ResultsCheck, report: dict, key: str, log: Log, **extra) -> bool:
+    report[key] = {"rows": check.rows, "digest_recorded": check.digest_recorded, **extra, "problems": check.problems}
+    if not check.ok:
+        log("smoke: FAILED: " + "; ".join(check.problems))
+    return check.ok
 
 
 def _finish(report: dict, out: Path, code: int, log: Log) -> int:

@@ -6,21 +6,20 @@ The methods (`tgrpo.rl.methods`) differ only in the advantage estimator, the rew
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 from tgrpo.advantages import AdvantageConfig
 from tgrpo.losses import LossConfig
 from tgrpo.rewards.reward import RewardConfig
 from tgrpo.rl.critic import PPOConfig
-from tgrpo.rl.methods import MethodSpec, check_profile, get_method, method_names
+from tgrpo.rl.methods import MethodSpec, get_method, method_names
+from tgrpo.rl.run_fields import RunFields, check_rollout_fields
 
 LOSS_PATHS = ("auto", "plain", "fused")
 
 
 @dataclass(frozen=True)
-class RLConfig:
+class RLConfig(RunFields):
     """One online RL run: one method on one task (the paper trains per task).
 
     group_size 4: the paper's N (its sweep: 2 -> 76.2, 4 -> 81.0, 6 -> 79.4, 8 -> 80.4 on Goal).
@@ -41,25 +40,16 @@ class RLConfig:
     temperature 1.0: sampling from the policy itself. Lower values bring rollouts closer to greedy evaluation
         (docs/training.md, "Bug hunt"). At any T the behaviour, current and reference log-probs are all taken at T
         (log_softmax(logits / T)), so the ratio's denominator is the distribution the rollout drew from.
-    policy "tiny": the registered trainable policy (`tgrpo.policies`) the init checkpoint loads as; the paper
-        profile sets "openvla" (its init checkpoint is a released OpenVLA fine-tune, loaded with the suite name as
-        un-normalisation key).
+    policy (`tgrpo.rl.run_fields.RunFields`, "tiny"): the paper profile sets "openvla" (its init checkpoint is a
+        released OpenVLA fine-tune, loaded with the suite name as un-normalisation key).
     lora_rank 32 / lora_alpha 16: OpenVLA's LIBERO fine-tunes (all linear layers).
     stop_rule "group": the paper's group stops at the step its first trajectory succeeds (all N cut to that
         length, `tgrpo.envs.rollout`); "independent" runs each trajectory to its own success or the horizon. Under
         "group" the trajectory advantage rewards the fastest success (docs/training.md, task-8 reading).
-    episode_start "restore": bit-identical to OpenVLA's reset (docs/protocol.md) and 15x faster to start.
-    train_seed_base: fresh placements for training use seeds train_seed_base + iteration, never official states.
+    The run's identity, start, seeds and evaluation fields are shared: `tgrpo.rl.run_fields.RunFields`.
     ppo: the critic, GAE and value-loss settings of `--method ppo` (`tgrpo.rl.critic.PPOConfig`); others ignore it.
     """
 
-    method: str
-    suite: str
-    task_id: int
-    init_checkpoint: Path
-    out_dir: Path
-    profile: str = "small"
-    policy: str = "tiny"
     iterations: int = 100
     group_size: int = 4
     a1: float = 0.3
@@ -77,29 +67,13 @@ class RLConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     reward_config: RewardConfig = field(default_factory=RewardConfig)
     stop_rule: str = "group"
-    episode_start: str = "restore"
-    seed: int = 0
-    train_seed_base: int = 1_000_000
-    eval_episodes: int = 50
-    workers_eval: int = 2
-    torch_threads: int = 1
     ppo: PPOConfig = field(default_factory=PPOConfig)
 
     def __post_init__(self) -> None:
-        get_method(self.method, family="rl")
-        check_profile(self.profile)
-        object.__setattr__(self, "out_dir", Path(self.out_dir).absolute())  # absolute: a harness may chdir
-        object.__setattr__(self, "init_checkpoint", Path(self.init_checkpoint).absolute())
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        self.check_run_fields("rl")
+        check_rollout_fields(self.stop_rule, self.temperature, self.micro_batch_rows)
         if self.loss_path not in LOSS_PATHS:
             raise ValueError(f"unknown loss_path {self.loss_path!r}; valid: {', '.join(LOSS_PATHS)}")
-        from tgrpo.envs.rollout import STOP_RULES  # lazy: the simulator stack
-
-        if self.stop_rule not in STOP_RULES:
-            raise ValueError(f"unknown stop_rule {self.stop_rule!r}; valid: {', '.join(STOP_RULES)}")
-        if self.micro_batch_rows is not None and self.micro_batch_rows < 1:
-            raise ValueError(f"micro_batch_rows must be None or at least 1, got {self.micro_batch_rows}")
         if self.group_size < 2:
             raise ValueError("group_size must be at least 2 (a group of one has no relative advantage)")
         for name in ("iterations", "epochs", "minibatches", "lora_rank"):
@@ -107,10 +81,6 @@ class RLConfig:
                 raise ValueError(f"{name} must be at least 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"temperature must be > 0 (rollouts sample), got {self.temperature}")
-        if not 0 <= self.eval_episodes <= 50:
-            raise ValueError("eval_episodes must be in 0..50 (the official init states)")
         self.advantage_config()  # validates estimator and weights
 
     @property
@@ -129,10 +99,6 @@ class RLConfig:
         """The ablations zero one weight inside their estimator and keep the other (the paper's ablation)."""
         return AdvantageConfig(estimator=self.estimator, a1=self.a1, a2=self.a2, gamma=self.ppo.gamma, lam=self.ppo.lam)
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["init_checkpoint"], d["out_dir"] = str(self.init_checkpoint), str(self.out_dir)
-        return d
 
 
 def for_profile(profile: str, **kwargs) -> RLConfig:

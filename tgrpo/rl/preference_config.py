@@ -9,15 +9,15 @@ the updated policy (iterative, on-policy preference optimisation).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import dataclass, field, fields, replace
 
-from tgrpo.rl.methods import MethodSpec, check_profile, get_method
+from tgrpo.rl.methods import MethodSpec, get_method
 from tgrpo.rl.pairs import CostWeights
+from tgrpo.rl.run_fields import RunFields, check_rollout_fields
 
 
 @dataclass(frozen=True)
-class PreferenceConfig:
+class PreferenceConfig(RunFields):
     """One preference run: one method on one task, from the SFT policy.
 
     rounds 1 (grape: 4): DPO as the paper's OpenVLA-DPO row is offline: pairs from the SFT policy's own rollouts,
@@ -47,17 +47,10 @@ class PreferenceConfig:
         in two passes (log-likelihoods without grad, then d loss / d log-likelihood times each row's log-prob
         gradient), exact for any split.
     cost: GRAPE's trajectory cost weights (`tgrpo.rl.pairs.CostWeights`); dpo does not read it.
-    policy, lora_rank / lora_alpha, episode_start, seed, train_seed_base, eval_episodes, workers_eval,
-        torch_threads: as `tgrpo.rl.config.RLConfig` (same reasons).
+    lora_rank / lora_alpha: as `tgrpo.rl.config.RLConfig`; the run's identity, start, seeds and evaluation fields
+        are shared: `tgrpo.rl.run_fields.RunFields`.
     """
 
-    method: str
-    suite: str
-    task_id: int
-    init_checkpoint: Path
-    out_dir: Path
-    profile: str = "small"
-    policy: str = "tiny"
     rounds: int = 1
     groups_per_round: int = 100
     group_size: int = 4
@@ -74,37 +67,20 @@ class PreferenceConfig:
     lora_rank: int = 32
     lora_alpha: int = 16
     cost: CostWeights = field(default_factory=CostWeights)
-    episode_start: str = "restore"
-    seed: int = 0
-    train_seed_base: int = 1_000_000
-    eval_episodes: int = 50
-    workers_eval: int = 2
-    torch_threads: int = 1
 
     def __post_init__(self) -> None:
-        get_method(self.method, family="preference")
-        check_profile(self.profile)
-        object.__setattr__(self, "out_dir", Path(self.out_dir).absolute())
-        object.__setattr__(self, "init_checkpoint", Path(self.init_checkpoint).absolute())
+        self.check_run_fields("preference")
+        check_rollout_fields(self.stop_rule, self.temperature, self.micro_batch_rows)
         for name in ("rounds", "groups_per_round", "epochs", "pairs_per_batch", "lora_rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("pairs_per_group", "micro_batch_rows"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be None or at least 1, got {getattr(self, name)}")
+        if self.pairs_per_group is not None and self.pairs_per_group < 1:
+            raise ValueError(f"pairs_per_group must be None or at least 1, got {self.pairs_per_group}")
         if self.group_size < 2:
             raise ValueError("group_size must be at least 2 (a pair needs two trajectories from one start)")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        from tgrpo.envs.rollout import STOP_RULES  # lazy: the simulator stack
-
-        if self.stop_rule not in STOP_RULES:
-            raise ValueError(f"unknown stop_rule {self.stop_rule!r}; valid: {', '.join(STOP_RULES)}")
-        for name in ("beta", "lr", "temperature"):
+        for name in ("beta", "lr"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.eval_episodes <= 50:
-            raise ValueError("eval_episodes must be in 0..50 (the official init states)")
 
     @property
     def spec(self) -> MethodSpec:
@@ -115,10 +91,6 @@ class PreferenceConfig:
         """The loop counts rounds as its iterations (one metrics row and one checkpoint per round)."""
         return self.rounds
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["init_checkpoint"], d["out_dir"] = str(self.init_checkpoint), str(self.out_dir)
-        return d
 
 
 def for_profile(profile: str, **kwargs) -> PreferenceConfig:
