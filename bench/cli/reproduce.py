@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="RL config overrides for every RL stage, e.g. a1=0.1,a2=0.9 or epochs=2 or "
                              "loss.clip_eps=0.1; repeat for a sweep (one RL stage per setting); default: the "
                              "profile's settings")
+    parser.add_argument("--eval-episodes", type=int, default=None,
+                        help="evaluate on the first N official states instead of the profile's (a quick check)")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="paper profile: the released OpenVLA fine-tune of the suite (the SFT policy RL starts "
                         "from; docs/openvla.md)")
@@ -59,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         settings = (tuple(normalise(args.profile, parse_setting(text)) for text in args.setting) if args.setting
                     else ({},))
         plan = build_plan(suite, args.profile, tuple(args.methods) if args.methods else None, tasks,
-                          tuple(args.seeds) if args.seeds is not None else None, settings, args.checkpoint)
+                          tuple(args.seeds) if args.seeds is not None else None, settings, args.checkpoint,
+                          args.eval_episodes)
         store = RunStore(args.store)
         print(describe_plan(plan, store), file=sys.stderr if not args.dry_run else sys.stdout)
         if args.dry_run:

@@ -8,12 +8,12 @@ by the suite's horizon; they drive `--dry-run` and the ETA, never a result.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.reproduce.settings import check_for_method, label, rl_kwargs
 from bench.reproduce.store import Stage
-from tgrpo.envs.protocol import MAX_POLICY_STEPS, TASKS_PER_SUITE
+from tgrpo.envs.protocol import INIT_STATES_PER_TASK, MAX_POLICY_STEPS, TASKS_PER_SUITE
 from tgrpo.rl.methods import get_method, method_names, trains_per_task
 
 # Measured on the 2-core CPU (docs/training.md): 500 demos in 36 min on 2 workers; 30 SFT epochs over 500 demos in
@@ -68,14 +68,19 @@ DEMO_ACTION_NOISE = 0.1  # noise injection (docs/training.md: DART-style labels;
 
 def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None, tasks: tuple[int, ...] | None = None,
                seeds: tuple[int, ...] | None = None, settings: tuple[dict, ...] = ({},),
-               checkpoint: Path | None = None) -> list[Stage]:
+               checkpoint: Path | None = None, eval_episodes: int | None = None) -> list[Stage]:
     """Stages in dependency order; one RL stage per (method, task, seed, setting). `settings` are normalised RL
     overrides (`bench.reproduce.settings`). ValueError for an unknown method, a profile without settings, a bad
-    task, or an OpenVLA profile without `checkpoint` (the released fine-tune it starts from)."""
+    task, or an OpenVLA profile without `checkpoint` (the released fine-tune it starts from). `eval_episodes`
+    replaces the profile's evaluation episodes (the first N official states; a quick check, not the protocol)."""
     if profile not in PROFILE_SETTINGS:
         raise ValueError(f"profile {profile!r} has no reproduction settings in this build; valid: "
                          f"{', '.join(PROFILE_SETTINGS)}")
     p = PROFILE_SETTINGS[profile]
+    if eval_episodes is not None:
+        if not 1 <= eval_episodes <= INIT_STATES_PER_TASK:
+            raise ValueError(f"--eval-episodes must be in 1..{INIT_STATES_PER_TASK}, got {eval_episodes}")
+        p = replace(p, eval_episodes=eval_episodes)
     methods = tuple(methods or p.default_methods)
     for m in methods:
         get_method(m)

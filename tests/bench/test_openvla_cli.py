@@ -125,3 +125,21 @@ def test_paper_evaluation_stage_runs_the_checkpoint(checkpoint, tmp_path):
     assert result["suites"]["libero_object"]["episodes"] == 1
     run = json.loads((tmp_path / "eval" / "run.json").read_text())
     assert run["policy"]["name"] == "openvla" and run["obs"]["center_crop"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.libero
+def test_reproduce_paper_profile_end_to_end_on_a_synthetic_checkpoint(checkpoint, tmp_path):
+    """The paper profile's whole pipeline (evaluation of the fine-tune, one TGRPO iteration with LoRA, export,
+    evaluation of the trained policy, report, compare) on a tiny checkpoint in the released layout."""
+    proc = _run("reproduce", "--suite", "object", "--profile", "paper", "--checkpoint", str(checkpoint), "--tasks",
+                "0", "--methods", "tgrpo", "--eval-episodes", "1", "--setting", "iterations=1,max_steps=8",
+                "--store", str(tmp_path), "--no-progress", timeout=3000)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "libero_object-paper-iterations-max_steps" / "report.json").read_text())
+    assert sorted(r["method"] for r in report["rows"]) == ["sft", "tgrpo"]
+    assert all(r["episodes"] == 1 for r in report["rows"])
+    (run_dir,) = tmp_path.glob("rl/tgrpo-*/run")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["policy"], config["profile"], config["iterations"]) == ("openvla", "paper", 1)
+    assert (run_dir / "policy" / "model.safetensors.index.json").is_file()  # exported in the released layout
