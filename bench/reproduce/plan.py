@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.reproduce.settings import label, rl_kwargs
-from bench.reproduce.store import Stage
+from bench.reproduce.store import Resources, Stage
 from tgrpo.envs.protocol import MAX_POLICY_STEPS, TASKS_PER_SUITE
 from tgrpo.rl.methods import get_method, method_names
 
@@ -54,6 +54,16 @@ PROFILE_SETTINGS = {
     # small: the tiny state policy on a CPU; the suite's SFT on 50 demos per task, evaluated on all 50 states.
     "small": ProfileSettings(50, "all", None, 50, tuple(range(TASKS_PER_SUITE)), method_names(), (0,)),
 }
+# What each stage asks of a cluster node (`--executor ray`, docs/scale-out.md), per profile and stage kind; the local
+# executor ignores it. The tiny state policy needs no GPU (the paper profile's OpenVLA-7B stages will ask for one).
+# smoke: one CPU per stage, so a cluster of 1-CPU nodes (the test's) places every stage; small: the processes a stage
+# keeps busy (2 demo workers, 2 evaluation workers; SFT is one torch thread). memory_gb: above the peak resident
+# memory of a smoke stage measured here (docs/scale-out.md), so a node does not take more stages than its memory holds.
+RESOURCES = {
+    "smoke": {kind: Resources(cpus=1, memory_gb=2) for kind in ("demos", "sft", "eval", "rl")},
+    "small": {"demos": Resources(cpus=2, memory_gb=4), "sft": Resources(cpus=1, memory_gb=4),
+              "eval": Resources(cpus=2, memory_gb=4), "rl": Resources(cpus=2, memory_gb=4)},
+}
 DEMO_ACTION_NOISE = 0.1  # noise injection (docs/training.md: DART-style labels; the committed SFT tables use it)
 
 
@@ -76,17 +86,20 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
     demos = Stage("demos", suite, {"suite": suite, "tasks": list(demo_tasks), "per_task": p.demos_per_task,
                                     "action_noise": DEMO_ACTION_NOISE, "seed": 0, "episode_start": "restore"},
                   code=CODE["demos"],
-                  estimate_s=STAGE_OVERHEAD_S + DEMO_S * p.demos_per_task * len(demo_tasks) * horizon)
+                  estimate_s=STAGE_OVERHEAD_S + DEMO_S * p.demos_per_task * len(demo_tasks) * horizon,
+                  resources=RESOURCES[profile]["demos"])
     sft = Stage("sft", f"{suite}-{profile}", {"suite": suite, "profile": profile, "variant": "state",
                                                "epochs": p.sft_epochs, "seed": 0},
                 (demos,), CODE["sft"],
-                SFT_S_PER_DEMO_EPOCH * p.demos_per_task * len(demo_tasks) * (p.sft_epochs or _sft_epochs(profile)))
+                SFT_S_PER_DEMO_EPOCH * p.demos_per_task * len(demo_tasks) * (p.sft_epochs or _sft_epochs(profile)),
+                RESOURCES[profile]["sft"])
     plan = [demos, sft]
     rl_methods = [m for m in methods if get_method(m).family == "rl"]
     if "sft" in methods or rl_methods:  # one stage per task: another task selection reuses them
         plan.extend(Stage("eval", f"sft-{suite}-t{task}-{profile}", {"suite": suite, "tasks": [task],
                                                                      "episodes": p.eval_episodes, "obs": "state"},
-                          (sft,), CODE["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * horizon)
+                          (sft,), CODE["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * horizon,
+                          RESOURCES[profile]["eval"])
                     for task in tasks)
     for setting in settings:
         rl_s = _rl_estimate_s(profile, suite, setting)
@@ -99,7 +112,7 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
                         config["settings"] = setting
                     plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}{label(setting)}", config,
                                       (sft,), CODE["rl"],
-                                      rl_s + EVAL_S_PER_EPISODE * p.eval_episodes * horizon))
+                                      rl_s + EVAL_S_PER_EPISODE * p.eval_episodes * horizon, RESOURCES[profile]["rl"]))
     return plan
 
 
