@@ -116,7 +116,7 @@ def _records(store: Path) -> dict[str, dict]:
 
 
 def _rows(file: Path) -> list[tuple]:
-    """What an evaluation decides per episode, without times and paths."""
+    """What an evaluation decides per episode (and the checkpoint's content hash), without times."""
     rows = [json.loads(line) for line in file.read_text().splitlines()]
     return sorted((r["task_id"], r["episode"], r["success"], r["steps"], r["error"], r["policy"]["checkpoint_sha256"])
                   for r in rows)
@@ -132,7 +132,7 @@ def _results(store: Path, record: dict, directory: str) -> dict:
     """Everything a stage writes deterministically: its result summary and, for evaluations and RL, the episode rows
     and the per-iteration metrics."""
     stage_dir = store / directory
-    out = {"result": {k: v for k, v in record["result"].items() if k != "checkpoint"}}
+    out = {"result": record["result"]}
     if record["kind"] == "eval":
         out["rows"] = _rows(stage_dir / "eval" / "episodes.jsonl")
     if record["kind"] == "rl":
@@ -146,8 +146,9 @@ def test_ray_results_equal_the_local_executor_and_a_killed_node_loses_nothing(cl
     cluster equals the local executor's run stage by stage (tgrpo: the local run trains that method only).
     (2) The RL stages rerun from the finished SFT: the worker node is killed (its raylet, SIGKILL) while its RL stage
     runs; the stage is retried on the head, nothing finished is redone, the run completes."""
-    local, distributed = tmp_path / "local", tmp_path / "ray"
-    _reproduce(local, "--methods", "tgrpo")
+    local, distributed = tmp_path / "local", tmp_path / "store"
+    _reproduce(distributed, "--methods", "tgrpo")
+    distributed.rename(local)  # both runs write under the same path: checkpoints record their directories
     _reproduce(distributed, "--executor", "ray", "--address", cluster.address)
     local_records, ray_records = _records(local), _records(distributed)
     assert len(ray_records) == 5 and all(r["status"] == "done" for r in ray_records.values())
