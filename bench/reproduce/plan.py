@@ -57,8 +57,9 @@ PROFILE_SETTINGS = {
 # What each stage asks of a cluster node (`--executor ray`, docs/scale-out.md), per profile and stage kind; the local
 # executor ignores it. The tiny state policy needs no GPU (the paper profile's OpenVLA-7B stages will ask for one).
 # smoke: one CPU per stage, so a cluster of 1-CPU nodes (the test's) places every stage; small: the processes a stage
-# keeps busy (2 demo workers, 2 evaluation workers; SFT is one torch thread). memory_gb: above the peak resident
-# memory of a smoke stage measured here (docs/scale-out.md), so a node does not take more stages than its memory holds.
+# keeps busy (2 demo workers, 2 evaluation workers; SFT is one torch thread). memory_gb, so that a node takes no more
+# stages than its memory holds: smoke above the 1.46 GB peak resident memory measured for its pipeline
+# (docs/scale-out.md); small 4 GiB, an unmeasured margin for its 500 demonstrations and longer episodes.
 RESOURCES = {
     "smoke": {kind: Resources(cpus=1, memory_gb=2) for kind in ("demos", "sft", "eval", "rl")},
     "small": {"demos": Resources(cpus=2, memory_gb=4), "sft": Resources(cpus=1, memory_gb=4),
