@@ -50,14 +50,16 @@ check:
 	$(VENV)/bin/tgrpo-bench check
 
 # The reproduction pipeline (docs/reproduce.md): make reproduce SUITE=long [PROFILE=smoke|small] [METHODS=tgrpo,grpo]
-# [TASKS=0,3] [SEEDS=0,1] [SETTINGS="a1=0.1,a2=0.9;a1=0.5,a2=0.5"] [DRY_RUN=1] [EXECUTOR=ray [ADDRESS=host:port]].
-# Rerunning skips finished stages and resumes a killed one. SETTINGS: RL config overrides, one RL stage per
-# ';'-separated setting (a sweep). EXECUTOR=ray: stages as Ray tasks on a cluster (docs/scale-out.md).
+# [TASKS=0,3] [SEEDS=0,1] [SETTINGS="a1=0.1,a2=0.9;a1=0.5,a2=0.5"] [STORE=results/reproduce] [DRY_RUN=1]
+# [EXECUTOR=ray [ADDRESS=host:port]]. Rerunning skips finished stages and resumes a killed one. SETTINGS: RL config
+# overrides, one RL stage per ';'-separated setting (a sweep). EXECUTOR=ray: stages as Ray tasks on a cluster
+# (docs/scale-out.md).
 SUITE ?=
 PROFILE ?= smoke
 reproduce:
 	@test -n "$(SUITE)" || { echo "make reproduce: give SUITE=spatial|object|goal|long" >&2; exit 2; }
 	$(VENV)/bin/tgrpo-bench reproduce --suite $(SUITE) --profile $(PROFILE) $(if $(METHODS),--methods $(METHODS)) \
+	  $(if $(STORE),--store $(STORE)) \
 	  $(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS)) \
 	  $(foreach s,$(subst ;, ,$(SETTINGS)),--setting $(s)) $(if $(DRY_RUN),--dry-run) \
 	  $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS))

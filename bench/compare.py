@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.expected import Reference, ReferenceRow, load_reference
+from bench.ours_rows import ours_row, write_ours_rows
 from bench.results import wilson_interval
 from bench.rl_report import PROTOCOL_IGNORED
 from tgrpo.envs.protocol import SUITES
@@ -440,6 +441,7 @@ class Comparison:
     cells: list[dict]
     claims: list[dict]
     mismatches: list[str]
+    ours: list[dict]  # the cells as expected_results/ours/ rows (bench.ours_rows)
 
 
 def run_compare(specs: list[str], reference: str = "paper", profile: str | None = None,
@@ -458,11 +460,23 @@ def run_compare(specs: list[str], reference: str = "paper", profile: str | None 
     cells = build_cells(results)
     rows = cell_rows(cells, ref)
     claims = ordering_claims(cells) + sweep_claims(cells)
-    return Comparison(markdown(rows, claims, ref, mismatches), rows, claims, mismatches)
+    ours = _ours(cells, results) if not mismatches else []  # mixed versions make no recordable cell
+    return Comparison(markdown(rows, claims, ref, mismatches), rows, claims, mismatches, ours)
+
+
+def _ours(cells: list[Cell], results: list[Result]) -> list[dict]:
+    """Every suite cell as an `expected_results/ours/` row (the four-suite average is derived, not recorded)."""
+    by_dir = {str(r.path): r for r in results}
+    rows = []
+    for cell in (c for c in cells if c.suite != "average"):
+        provenances = [row["provenance"] for d in cell.dirs for row in by_dir[d].rows if row["suite"] == cell.suite]
+        rows.append(ours_row(cell, setting_label(cell.setting), provenances, [version_key(p) for p in provenances]))
+    return rows
 
 
 def write_comparison(out: Path, comparison: Comparison) -> list[Path]:
-    """compare.md, cells.csv, claims.csv, compare.json and one PNG per suite under `out`; returns the PNGs."""
+    """compare.md, cells.csv, claims.csv, compare.json, ours_rows.json (the cells as `expected_results/ours/`
+    rows) and one PNG per suite under `out`; returns the PNGs."""
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
@@ -471,4 +485,6 @@ def write_comparison(out: Path, comparison: Comparison) -> list[Path]:
     pd.DataFrame(comparison.claims).to_csv(out / "claims.csv", index=False)
     (out / "compare.json").write_text(json.dumps({"cells": comparison.cells, "claims": comparison.claims},
                                                  indent=2) + "\n")
+    if comparison.ours:
+        write_ours_rows(out / "ours_rows.json", comparison.ours)
     return plot_suites(comparison.cells, out)

@@ -132,6 +132,20 @@ def load_rows(path: Path, sources: dict[str, dict], schema: dict | None = None) 
     return rows
 
 
+def check_ours_rows(data: dict) -> None:
+    """ExpectedError naming the first row and field of `data` ({"kind": "ours", "rows": [...]}) that breaks the
+    schema."""
+    schema = _schema()
+    error = _first_error(_validator(schema, "rows_file"), data)
+    if error is not None:
+        raise ExpectedError(f"ours rows: {_field(error)}: {error.message}")
+    validator = _validator(schema, "ours_row")
+    for index, item in enumerate(data["rows"], start=1):
+        error = _first_error(validator, item)
+        if error is not None:
+            raise ExpectedError(f"ours rows: row {index}: field {_field(error)}: {error.message}")
+
+
 def _sources_near(path: Path) -> Path:
     directory = path if path.is_dir() else path.parent
     for candidate in (directory / SOURCES_FILE, directory.parent / SOURCES_FILE):

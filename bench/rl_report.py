@@ -94,17 +94,20 @@ def verdict(before: Evaluation, after: Evaluation) -> str:
 
 
 def training_summary(run_dir: Path) -> dict:
-    """Mean rollout success and KL over the first and the last CURVE_WINDOW iterations of metrics.jsonl."""
-    rows = read_rows(Path(run_dir) / "metrics.jsonl", required=("rollout/success_rate", "loss/kl_mean"))
-    if not rows:
-        raise ReportError(f"{run_dir}: metrics.jsonl has no iterations")
+    """Mean rollout success over the first and the last CURVE_WINDOW iterations of metrics.jsonl, and the KL over
+    the last CURVE_WINDOW policy updates (a critic's warm-up iterations have none)."""
+    rows = read_rows(Path(run_dir) / "metrics.jsonl", required=("rollout/success_rate",))
+    updates = [r for r in rows if "loss/kl_mean" in r]
+    if not updates:
+        raise ReportError(f"{run_dir}: metrics.jsonl has no policy update")
 
     def mean(metric: str, part: list[dict]) -> float:
         return float(np.mean([r[metric] for r in part]))
 
     first, last = rows[:CURVE_WINDOW], rows[-CURVE_WINDOW:]
     return {"iterations": len(rows), "success_first": mean("rollout/success_rate", first),
-            "success_last": mean("rollout/success_rate", last), "kl_last": mean("loss/kl_mean", last)}
+            "success_last": mean("rollout/success_rate", last),
+            "kl_last": mean("loss/kl_mean", updates[-CURVE_WINDOW:])}
 
 
 def commit_warning(rows: list[dict]) -> str | None:

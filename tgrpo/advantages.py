@@ -45,12 +45,17 @@ class AdvantageConfig:
     a2: float = 0.7
     eps: float = 1e-6
     unbiased: bool = True
+    gamma: float = 0.99
+    lam: float = 0.95
 
     def __post_init__(self) -> None:
         for name in ("a1", "a2", "eps"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"AdvantageConfig.{name} must be finite and >= 0, got {value}")
+        for name in ("gamma", "lam"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"AdvantageConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.a1 == 0 and self.a2 == 0:
             raise ValueError("AdvantageConfig: a1 and a2 cannot both be 0")
         ESTIMATORS.get(self.estimator)  # ValueError naming the known ones
@@ -227,3 +232,60 @@ def _tgrpo_no_traj(rewards: torch.Tensor, mask: torch.Tensor | None, config: Adv
         values: torch.Tensor | None = None) -> torch.Tensor:
     """Paper ablation 'w/o trajectory-level advantage': a2 = 0, a1 kept."""
     return tgrpo_advantage(rewards, config.a1, 0.0, mask, config.eps, config.unbiased)
+
+
+@register_advantage("gae")
+def gae_advantage(rewards: torch.Tensor, mask: torch.Tensor | None, config: AdvantageConfig,
+                  values: torch.Tensor | None = None) -> torch.Tensor:
+    """Generalised advantage estimation (Schulman et al. 2016) with ``config.gamma`` and ``config.lam``.
+
+    rewards, mask ``[..., N, M]``; values ``[..., N, M + 1]``: ``values[..., t]`` is the critic's value of the state
+    step t acted in, ``values[..., t + 1]`` the state after it. The caller puts 0 there when step t ended the
+    episode (a terminal state: LIBERO's success) and the critic's value when the episode was cut (the group stop
+    rule, the horizon): that is the bootstrap. Per valid step, backwards over t:
+
+        delta_t = r_t + gamma * V_{t+1} - V_t
+        A_t     = delta_t + gamma * lam * A_{t+1}    (A_{t+1} = 0 when step t + 1 is not valid: the trace ends)
+
+    lam = 1 gives the discounted return minus V_t (Monte-Carlo with bootstrap), lam = 0 the TD(0) error. Padded
+    steps get 0 and are never read, except ``values[..., t + 1]`` after a trajectory's last valid step t.
+    Returns raw advantages; the value targets are ``A + values[..., :M]``.
+    """
+    x, valid = _prepare(rewards, mask)
+    if values is None or values.shape != (*x.shape[:-1], x.shape[-1] + 1):
+        got = None if values is None else tuple(values.shape)
+        raise ValueError(f"gae needs values [..., N, M + 1] = {(*x.shape[:-1], x.shape[-1] + 1)}, got {got}")
+    v = values.to(x.dtype)
+    valid = torch.ones_like(x, dtype=torch.bool) if valid is None else valid
+    none = torch.zeros_like(valid[..., :1])
+    read = torch.cat([valid, none], -1) | torch.cat([none, valid], -1)  # V_t and V_{t+1} of every valid step t
+    if not (bool(torch.isfinite(x[valid]).all()) and bool(torch.isfinite(v[read]).all())):
+        raise ValueError("rewards or values contain NaN or inf at valid positions")
+    delta = torch.where(valid, x + config.gamma * v[..., 1:] - v[..., :-1], 0.0)
+    out = torch.zeros_like(x)
+    carry = torch.zeros_like(x[..., 0])
+    for t in range(x.shape[-1] - 1, -1, -1):
+        carry = torch.where(valid[..., t], delta[..., t] + config.gamma * config.lam * carry, 0.0)
+        out[..., t] = carry
+    return out
+
+
+ADVANTAGE_NORMS = ("group", "none")
+
+
+def normalise_advantage(advantages: torch.Tensor, mask: torch.Tensor | None, mode: str, eps: float = 1e-6,
+                        unbiased: bool = True) -> torch.Tensor:
+    """``mode="group"``: z-score over all valid steps of the group (``[..., N, M]``, one statistic per leading index),
+    with the rules of the module docstring (fewer than two valid steps or all equal: 0); ``"none"``: as they are.
+    Padded steps get 0."""
+    if mode not in ADVANTAGE_NORMS:
+        raise ValueError(f"unknown advantage normalisation {mode!r}; valid: {', '.join(ADVANTAGE_NORMS)}")
+    x, valid = _prepare(advantages, mask)
+    if mode == "none":
+        return x if valid is None else torch.where(valid, x, 0.0)
+    flat = x.flatten(-2)
+    flat_valid = None if valid is None else valid.flatten(-2)
+    if flat_valid is not None:
+        flat = torch.where(flat_valid, flat, 0.0)
+    dev, scale = _zscore_parts(flat, flat_valid, -1, eps, 1 if unbiased else 0)
+    return (dev * scale).view_as(x)

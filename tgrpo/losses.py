@@ -39,6 +39,7 @@ WeightFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 AGGREGATIONS: Registry[WeightFn] = Registry("aggregation")
 POLICY_LOSSES: Registry[Callable] = Registry("policy loss")
+VALUE_LOSSES: Registry[Callable] = Registry("value loss")
 METRIC_NAMES = ("clip_frac", "kl_mean", "ratio_mean", "ratio_min", "ratio_max")
 
 
@@ -70,6 +71,9 @@ class PolicyLossOutput(NamedTuple):
     """``[]`` scalar to minimise."""
     metrics: dict[str, torch.Tensor]
     """``[]`` detached, over valid units: clip_frac, kl_mean, ratio_mean, ratio_min, ratio_max."""
+
+
+ValueLossOutput = PolicyLossOutput  # the same (loss, metrics) pair, for a critic's loss
 
 
 def register_aggregation(name: str) -> Callable[[WeightFn], WeightFn]:
@@ -143,6 +147,49 @@ def policy_loss(
     _check_rows(logp, old_logp, ref_logp, advantages, mask, seq_index)
     weights = _weights(weights, mask, seq_index, cfg).to(logp.dtype)
     return _loss_from_logp(logp, old_logp, ref_logp, advantages, mask != 0, weights, cfg)
+
+
+def register_value_loss(name: str) -> Callable:
+    """Decorator: register a critic loss ``fn(values, old_values, returns, weights, *, clip) -> ValueLossOutput``
+    under ``name`` (methods with a critic name theirs in `tgrpo.rl.methods`)."""
+    return VALUE_LOSSES.register(name)
+
+
+def get_value_loss(name: str) -> Callable[..., ValueLossOutput]:
+    return VALUE_LOSSES.get(name)
+
+
+@register_value_loss("clip-mse")
+def clipped_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    clip: float | None = 0.2,
+) -> ValueLossOutput:
+    """PPO2's clipped value loss: ``sum_b w_b * 0.5 * max((v - R)^2, (v_old + clip(v - v_old, -c, c) - R)^2)``.
+
+    values ``[B]`` (the critic now, differentiable), old_values ``[B]`` (the critic when the group was collected),
+    returns ``[B]`` (targets), weights ``[B]`` (summing to 1 over the group, so micro-batches add up). ``clip=None``:
+    the plain squared error ``0.5 * (v - R)^2``. Gradients flow to ``values`` only. Metrics: ``value_clip_frac``
+    (rows where the clipped branch is the larger, i.e. the one in use), detached.
+    """
+    if not (values.shape == old_values.shape == returns.shape == weights.shape and values.dim() == 1):
+        raise ValueError(f"values, old_values, returns and weights must be [B] alike, got {tuple(values.shape)}, "
+                         f"{tuple(old_values.shape)}, {tuple(returns.shape)}, {tuple(weights.shape)}")
+    if clip is not None and not (math.isfinite(clip) and clip > 0):
+        raise ValueError(f"value clip must be None or finite and > 0, got {clip}")
+    old_values, returns = old_values.detach(), returns.detach()
+    unclipped = (values - returns).square()
+    if clip is None:
+        ell, clipped_used = unclipped, torch.zeros_like(unclipped, dtype=torch.bool)
+    else:
+        clipped = (old_values + (values - old_values).clamp(-clip, clip) - returns).square()
+        ell, clipped_used = torch.maximum(unclipped, clipped), clipped > unclipped
+    n = max(len(values), 1)
+    return ValueLossOutput((weights.to(ell.dtype) * 0.5 * ell).sum(),
+                            {"value_clip_frac": clipped_used.sum().detach() / n})
 
 
 def token_logprobs(

@@ -246,10 +246,12 @@ def smoke(
     gpus: str = "auto",
     results_root: Path = SMOKE_ROOT,
     eval_check: bool = True,
+    reproduce_check: bool = False,
     log: Log = log_stdout,
     **build_options,
 ) -> int:
-    """Build, then in the image: ``--help``, an EGL render probe, a 1-episode ``eval`` whose rows are checked."""
+    """Build, then in the image: ``--help``, an EGL render probe, a 1-episode ``eval`` whose rows are checked, and
+    with ``reproduce_check`` the smoke reproduction pipeline whose report and rows are checked."""
     report: dict = {"variant": variant}
     if skip_build:
         image = f"{S.IMAGE_REPO}:{variant}"
@@ -292,7 +294,33 @@ def smoke(
         log("smoke: FAILED: " + "; ".join(check.problems))
         return _finish(report, out, 1, log)
     log(f"smoke: ok: {check.rows} row(s) with provenance (image digest recorded), {', '.join(summaries)}")
+    if reproduce_check:
+        return _finish(report, out, _reproduce(client, image, out, gpus, report, log), log)
     return _finish(report, out, 0, log)
+
+
+def _reproduce(client, image: str, out: Path, gpus: str, report: dict, log: Log) -> int:
+    """`tgrpo-bench reproduce` (object, smoke) in the image, from a fresh store; 0 when its results check out."""
+    store = out / Path(S.REPRODUCE_STORE).name
+    if store.exists():
+        shutil.rmtree(store)
+    log(f"smoke: tgrpo-bench {' '.join(S.REPRODUCE_ARGS)}")
+    started = time.monotonic()
+    code, _ = run_in_image(client, image, list(S.REPRODUCE_ARGS), results=out, gpus=gpus)
+    report["reproduce_exit"] = code
+    report["reproduce_seconds"] = round(time.monotonic() - started, 1)
+    if code != 0:
+        log(f"smoke: FAILED: reproduce exited {code} in {image}")
+        return 1
+    check = S.check_reproduction(store, report["image_id"])
+    report["reproduce_results"] = {"rows": check.rows, "digest_recorded": check.digest_recorded,
+                                   "problems": check.problems}
+    if not check.ok:
+        log("smoke: FAILED: " + "; ".join(check.problems))
+        return 1
+    log(f"smoke: reproduce ok in {report['reproduce_seconds']:.0f} s: report written, {check.rows} episode row(s) "
+        "with provenance (image digest recorded)")
+    return 0
 
 
 def _finish(report: dict, out: Path, code: int, log: Log) -> int:
@@ -312,7 +340,7 @@ def ci(gpu_variant: bool = True, require: bool | None = None, log: Log = log_std
         return 1 if require else 0
     started = time.monotonic()
     with engine_session(start=True, keep=False) as client:
-        code = smoke(client, "cpu", base="auto", log=log)
+        code = smoke(client, "cpu", base="auto", reproduce_check=True, log=log)
         if code == 0 and gpu_variant:
             # The CUDA base cannot be pulled here: the GPU variant (CUDA torch, NVIDIA EGL wiring) is built
             # on the local Debian base and must start and render (Mesa fallback) without a GPU.

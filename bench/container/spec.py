@@ -47,6 +47,11 @@ SMOKE_ARGS = (
     "eval", "--policy", "random", "--suite", "object", "--tasks", "0", "--episodes", "1", "--out", SMOKE_OUT,
 )
 
+# The whole reproduction pipeline in the image (demos, SFT, SFT evaluation, TGRPO and GRPO), store in /results.
+REPRODUCE_STORE = f"{RESULTS_DIR}/reproduce"
+REPRODUCE_ARGS = ("reproduce", "--suite", "object", "--profile", "smoke", "--store", REPRODUCE_STORE, "--no-progress")
+REPRODUCE_REPORT = "libero_object-smoke/report.json"
+
 # Builds one LIBERO-Object env in the image and renders a frame with EGL (Mesa on CPU hosts).
 EGL_PROBE = """\
 import json, os, time
@@ -256,6 +261,28 @@ class ResultsCheck:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def check_reproduction(store: Path, image_id: str | None) -> ResultsCheck:
+    """The report lists the SFT and RL rows, and every evaluation's episodes carry provenance with the image."""
+    check = ResultsCheck()
+    report = Path(store) / REPRODUCE_REPORT
+    if not report.is_file():
+        check.problems.append(f"{report} was not written")
+        return check
+    methods = {row.get("method") for row in json.loads(report.read_text()).get("rows", [])}
+    if not {"sft", "tgrpo", "grpo"} <= methods:
+        check.problems.append(f"{report} lists methods {sorted(methods)}, expected sft, tgrpo and grpo")
+    episodes = sorted(Path(store).glob("eval/*/eval/episodes.jsonl")) + sorted(
+        Path(store).glob("rl/*/run/eval/episodes.jsonl"))
+    if not episodes:
+        check.problems.append(f"no evaluation episodes under {store}")
+    for path in episodes:
+        one = check_episodes(path, image_id)
+        check.rows += one.rows
+        check.digest_recorded = check.digest_recorded or one.digest_recorded
+        check.problems += [f"{path.relative_to(store)}: {p}" for p in one.problems]
+    return check
 
 
 def check_episodes(path: Path, image_id: str | None) -> ResultsCheck:

@@ -1,10 +1,11 @@
 """RL settings of a reproduction: `--setting a1=0.1,a2=0.9` overrides RL config fields for every RL stage.
 
 Each `--setting` is one variant of the matrix (a sweep gives several); no `--setting` means the profile's defaults.
-Keys are `tgrpo.rl.config.RLConfig` fields, `loss.<field>` (`tgrpo.losses.LossConfig`) or `reward.<field>`
-(`tgrpo.rewards.reward.RewardConfig`). A value equal to the profile's default is dropped, so `a1=0.3,a2=0.7` is the
-default stage and shares its cache. Fields the harness sets itself (method, task, seed, paths, evaluation) are
-refused.
+Keys are `tgrpo.rl.config.RLConfig` fields, `loss.<field>` (`tgrpo.losses.LossConfig`), `reward.<field>`
+(`tgrpo.rewards.reward.RewardConfig`) or `ppo.<field>` (`tgrpo.rl.critic.PPOConfig`). A value equal to the profile's
+default is dropped, so `a1=0.3,a2=0.7` is the default stage and shares its cache (the defaults are the profile's
+before a method's own overrides, e.g. PPO's 4 epochs, which apply unless a setting names the field). Fields the
+harness sets itself (method, task, seed, paths, evaluation) are refused.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 HARNESS_FIELDS = frozenset({"method", "suite", "task_id", "init_checkpoint", "out_dir", "profile", "policy", "seed",
                             "eval_episodes", "workers_eval", "torch_threads"})
-NESTED = {"loss": "loss", "reward": "reward_config"}  # setting prefix -> RLConfig field holding that dataclass
+NESTED = {"loss": "loss", "reward": "reward_config", "ppo": "ppo"}  # setting prefix -> RLConfig field holding it
 
 
 def parse_setting(text: str) -> dict[str, str]:

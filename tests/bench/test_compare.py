@@ -194,3 +194,45 @@ def test_pooling_over_tasks_and_seeds_but_not_settings(tmp_path, capsys):
     cells = {r["setting"]: (r["successes"], r["episodes"], r["inputs"]) for r in _csv(tmp_path / "out", "cells.csv")}
     assert cells["defaults"] == ("21", "30", "3")  # 10 + 5 + 6 over tasks 0 and 1, two seeds of task 1
     assert cells["temperature=0.5"] == ("1", "10", "1")
+
+
+def test_cells_recorded_as_ours_rows_reload_as_a_reference(tmp_path, capsys):
+    """The cells written as ours_rows.json validate, carry hand-counted episodes and provenance, and serve as the
+    reference of a later comparison, cell by cell."""
+    import shutil
+
+    from bench.expected import SCHEMA_FILE, SOURCES_FILE, expected_root
+
+    runs = [_run_dir(tmp_path / "t1", "tgrpo", {1: (30, 50)}, suite="libero_object"),
+            _run_dir(tmp_path / "t6", "tgrpo", {6: (45, 50)}, suite="libero_object"),
+            _run_dir(tmp_path / "a1", "tgrpo", {1: (20, 50)}, suite="libero_object", a1=0.5, a2=0.5)]
+    out = tmp_path / "out"
+    code, _, err = _compare(capsys, *runs, "--profile", "small", "--out", out)
+    assert code == 0, err
+    rows = {(r["setting"] or {}).get("a1", 0.3): r for r in json.loads((out / "ours_rows.json").read_text())["rows"]}
+    assert (rows[0.3]["successes"], rows[0.3]["episodes"], rows[0.3]["task_ids"], rows[0.3]["value"]) == \
+        (75, 100, [1, 6], 75.0)
+    assert rows[0.5]["setting"] == {"a1": 0.5, "a2": 0.5} and rows[0.5]["value"] == 40.0
+    assert rows[0.3]["packages"]["mujoco"] == "2.3.7" and rows[0.3]["git_sha"] == "0" * 40
+    reference = tmp_path / "ours"
+    reference.mkdir()
+    shutil.copy(out / "ours_rows.json", reference / "object_small.json")
+    for name in (SOURCES_FILE, SCHEMA_FILE):
+        shutil.copy(expected_root() / name, tmp_path / name)
+    code, _, err = _compare(capsys, runs[0], "--profile", "small", "--reference", reference, "--out", tmp_path / "c2")
+    assert code == 0, err
+    cells = _csv(tmp_path / "c2")
+    assert [(c["setting"], c["reference_percent"], c["source"]) for c in cells] == [("defaults", "75.0", "tgrpo-bench")]
+
+
+def test_ppo_runs_are_a_method_whose_own_defaults_are_no_setting(tmp_path, capsys):
+    """PPO's epochs 4 / minibatches 4 are its method defaults (no setting); a changed PPO field is one."""
+    from tgrpo.rl.critic import PPOConfig
+
+    runs = [_run_dir(tmp_path / "ppo", "ppo", {0: (7, 10)}), _run_dir(tmp_path / "tgrpo", "tgrpo", {0: (5, 10)}),
+            _run_dir(tmp_path / "ppo_g", "ppo", {0: (3, 10)}, ppo=PPOConfig(gamma=0.9))]
+    code, _, err = _compare(capsys, *runs, "--out", tmp_path / "out")
+    assert code == 0, err
+    cells = {(r["method"], r["setting"]): (r["successes"], r["episodes"]) for r in _csv(tmp_path / "out", "cells.csv")}
+    assert cells[("ppo", "defaults")] == ("7", "10") and cells[("tgrpo", "defaults")] == ("5", "10")
+    assert cells[("ppo", "ppo.gamma=0.9")] == ("3", "10")

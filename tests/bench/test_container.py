@@ -308,6 +308,32 @@ def test_results_missing_file(tmp_path):
     assert check.problems == [f"{tmp_path / 'episodes.jsonl'} was not written"]
 
 
+def _store(tmp_path: Path, methods: list[str], digest: str = "sha256:abc") -> Path:
+    report = tmp_path / S.REPRODUCE_REPORT
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"provenance": {}, "rows": [{"method": m} for m in methods]}))
+    for sub in ("eval/sft-t0-abc/eval", "rl/tgrpo-t0-abc/run/eval"):
+        (tmp_path / sub).mkdir(parents=True)
+        _write_rows(tmp_path / sub / "episodes.jsonl", [{"provenance": {"image": {"digest": digest}}}])
+    return tmp_path
+
+
+def test_reproduction_check_passes_a_complete_store(tmp_path):
+    check = S.check_reproduction(_store(tmp_path, ["sft", "tgrpo", "grpo"]), "sha256:abc")
+    assert check.ok and check.rows == 2 and check.digest_recorded
+
+
+def test_reproduction_check_names_a_missing_method_and_a_foreign_image(tmp_path):
+    check = S.check_reproduction(_store(tmp_path, ["sft", "tgrpo"], digest="sha256:other"), "sha256:abc")
+    assert len(check.problems) == 3
+    assert "expected sft, tgrpo and grpo" in check.problems[0]
+    assert check.problems[1].startswith("eval/sft-t0-abc/eval/episodes.jsonl: the image digest sha256:abc")
+
+
+def test_reproduction_check_without_a_report(tmp_path):
+    assert S.check_reproduction(tmp_path, None).problems == [f"{tmp_path / S.REPRODUCE_REPORT} was not written"]
+
+
 # --- the Dockerfile's contract ---------------------------------------------------------------------------------
 
 

@@ -65,6 +65,22 @@ def test_rows_by_hand(tmp_path):
     assert tgrpo["kl_last"] == pytest.approx(0.3) and tgrpo["iterations"] == 25
 
 
+def test_warmup_rows_without_a_policy_update_count_for_success_not_for_kl(tmp_path):
+    """A PPO run's critic warm-up iterations have rollouts but no policy update (no `loss/kl_mean`)."""
+    sft = _eval_dir(tmp_path / "sft", 7)
+    run = _run_dir(tmp_path / "ppo", "ppo", 20, [0.0] * 3 + [1.0] * 9, [0.0] * 12)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for row in rows[:3]:
+        del row["loss/kl_mean"]
+    for row, kl in zip(rows[3:], [0.5] * 4 + [0.2] * 5, strict=True):
+        row["loss/kl_mean"] = kl
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (row,) = build_rows([run], [sft])
+    # success: first 10 iterations 7/10 (warm-up included), last 10: 9/10; KL: the 9 updates, (4 * 0.5 + 5 * 0.2) / 9
+    assert row["iterations"] == 12 and row["success_first"] == pytest.approx(0.7)
+    assert row["success_last"] == pytest.approx(0.9) and row["kl_last"] == pytest.approx(3.0 / 9)
+
+
 @pytest.mark.parametrize("change,message", [
     ({"decoding": "sample"}, "decoding"),
     ({"checkpoint": "runs/sft/other/best"}, "did not start from this baseline"),

@@ -114,7 +114,7 @@ def test_a_corrupt_record_is_refused(tmp_path, content):
 
 
 def test_cli_refuses_bad_input_with_one_line(tmp_path):
-    cases = [["--suite", "nope"], ["--suite", "object", "--methods", "ppo"], ["--suite", "object", "--profile", "x"],
+    cases = [["--suite", "nope"], ["--suite", "object", "--methods", "nope"], ["--suite", "object", "--profile", "x"],
              ["--suite", "object", "--profile", "paper"], ["--suite", "object", "--tasks", "10"],
              ["--suite", "object", "--seeds", "-1"], ["--suite", "object", "--setting", "a1=x"],
              ["--suite", "object", "--setting", "bogus=1"], ["--suite", "object", "--setting", "seed=3"],

@@ -40,7 +40,9 @@ def test_bad_settings_are_refused_naming_the_problem(raw, message):
 
 def test_nested_settings_rebuild_their_dataclass_and_keep_the_rest():
     cfg = for_profile("small", method="tgrpo", suite="libero_object", task_id=1, init_checkpoint=".", out_dir=".",
-                      **rl_kwargs("small", {"loss.clip_eps": 0.1, "reward.success_bonus": 2.0, "a1": 0.5, "a2": 0.5}))
+                      **rl_kwargs("small", {"loss.clip_eps": 0.1, "reward.success_bonus": 2.0, "a1": 0.5, "a2": 0.5,
+                                            "ppo.gamma": 0.9}))
+    assert (cfg.ppo.gamma, cfg.ppo.lam) == (0.9, 0.95)
     assert (cfg.loss.clip_eps, cfg.loss.beta) == (0.1, 0.04)
     assert (cfg.reward_config.success_bonus, cfg.reward_config.stage_weight) == (2.0, 1.0)
     assert (cfg.a1, cfg.a2, cfg.lr) == (0.5, 0.5, 1e-4)

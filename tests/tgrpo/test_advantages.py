@@ -15,6 +15,7 @@ from tgrpo.advantages import (
     advantage_names,
     compute_advantage,
     get_advantage_fn,
+    normalise_advantage,
     step_advantage,
     tgrpo_advantage,
     trajectory_advantage,
@@ -156,7 +157,7 @@ def test_float32_matches_float64_reference() -> None:
 
 
 def test_registry() -> None:
-    assert advantage_names() == ["grpo", "tgrpo", "tgrpo-no-step", "tgrpo-no-traj"]
+    assert advantage_names() == ["gae", "grpo", "tgrpo", "tgrpo-no-step", "tgrpo-no-traj"]
     torch.manual_seed(3)
     rewards = torch.randn(2, 4, 7)
     a_step, a_traj = step_advantage(rewards), trajectory_advantage(rewards)
@@ -189,3 +190,106 @@ def test_shape_errors() -> None:
         tgrpo_advantage(torch.zeros(2, 5), mask=torch.ones(5, 2))
     with pytest.raises(ValueError, match="backend"):
         tgrpo_advantage(torch.zeros(2, 5), backend="cuda")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- GAE
+
+
+def loop_gae(rewards: list[float], values: list[float], length: int, gamma: float, lam: float) -> list[float]:
+    """GAE of one trajectory as the sum it is defined by (Schulman et al. 2016, Eq. 16), not the recursion:
+    A_t = sum_{l = 0}^{L - 1 - t} (gamma * lam)^l * delta_{t + l}, delta_t = r_t + gamma * V_{t + 1} - V_t,
+    over its first `length` steps; later steps 0."""
+    delta = [rewards[t] + gamma * values[t + 1] - values[t] for t in range(length)]
+    out = [sum((gamma * lam) ** k * delta[t + k] for k in range(length - t)) for t in range(length)]
+    return out + [0.0] * (len(rewards) - length)
+
+
+def _gae(rewards, values, mask=None, gamma=0.99, lam=0.95) -> torch.Tensor:
+    return compute_advantage(torch.tensor(rewards, dtype=torch.float64),
+                             None if mask is None else torch.tensor(mask),
+                             AdvantageConfig(estimator="gae", gamma=gamma, lam=lam),
+                             values=torch.tensor(values, dtype=torch.float64))
+
+
+def test_gae_hand_computed_with_a_terminal_and_a_cut_trajectory() -> None:
+    # gamma 0.9, lam 0.8 (gamma * lam = 0.72). Trajectory 0 was cut (group stop): V_3 = 3 bootstraps.
+    #   delta = [1 + 0.9 * 0.2 - 0.5, 0 + 0.9 * 0.1 - 0.2, 2 + 0.9 * 3 - 0.1] = [0.68, -0.11, 4.6]
+    #   A_2 = 4.6, A_1 = -0.11 + 0.72 * 4.6 = 3.202, A_0 = 0.68 + 0.72 * 3.202 = 2.98544
+    # Trajectory 1 succeeded at its last step: the caller put 0 at V_3 (terminal).
+    #   delta = [0 + 0.9 * 1 - 1, 1 + 0.9 * 2 - 1, 2 + 0 - 2] = [-0.1, 1.8, 0]
+    #   A_2 = 0, A_1 = 1.8, A_0 = -0.1 + 0.72 * 1.8 = 1.196
+    out = _gae([[1.0, 0.0, 2.0], [0.0, 1.0, 2.0]], [[0.5, 0.2, 0.1, 3.0], [1.0, 1.0, 2.0, 0.0]], gamma=0.9, lam=0.8)
+    torch.testing.assert_close(out, torch.tensor([[2.98544, 3.202, 4.6], [1.196, 1.8, 0.0]], dtype=torch.float64))
+
+
+def test_gae_lambda_one_is_the_discounted_return_minus_the_value() -> None:
+    # R_t = r_t + 0.5 r_{t+1} + 0.25 r_{t+2} + 0.125 V_3: R_2 = 3 + 0.5 * 4 = 5, R_1 = 2 + 0.5 * 5 = 4.5,
+    # R_0 = 1 + 0.5 * 4.5 = 3.25; minus V = [1, 1, 1].
+    out = _gae([[1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0, 4.0]], gamma=0.5, lam=1.0)
+    torch.testing.assert_close(out, torch.tensor([[2.25, 3.5, 4.0]], dtype=torch.float64))
+    terminal = _gae([[1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0, 0.0]], gamma=0.5, lam=1.0)  # Monte-Carlo: 2.75, 3.5, 3
+    torch.testing.assert_close(terminal, torch.tensor([[1.75, 2.5, 2.0]], dtype=torch.float64))
+
+
+def test_gae_lambda_zero_is_the_td_error() -> None:
+    # delta_t = r_t + 0.5 V_{t+1} - V_t: 1 + 1 - 3 = -1, 2 + 0.5 - 2 = 0.5, 3 + 2 - 1 = 4
+    out = _gae([[1.0, 2.0, 3.0]], [[3.0, 2.0, 1.0, 4.0]], gamma=0.5, lam=0.0)
+    torch.testing.assert_close(out, torch.tensor([[-1.0, 0.5, 4.0]], dtype=torch.float64))
+
+
+def test_gae_masks_end_the_trace_and_bootstrap_from_the_next_state() -> None:
+    # Trajectory 1 has 2 valid steps: V_2 = 5 is its bootstrap; its padded step (NaN reward, NaN V_3) is never read.
+    rewards = [[1.0, 1.0, 1.0], [1.0, 1.0, math.nan]]
+    values = [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 5.0, math.nan]]
+    out = _gae(rewards, values, [[True, True, True], [True, True, False]], gamma=0.5, lam=1.0)
+    # traj 0: returns 1.75, 1.5, 1; traj 1: 1 + 0.5 * 5 = 3.5, 1 + 0.5 * 3.5 = 2.75, then 0
+    torch.testing.assert_close(out, torch.tensor([[1.75, 1.5, 1.0], [2.75, 3.5, 0.0]], dtype=torch.float64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_gae_matches_its_defining_sum(data: st.DataObject) -> None:
+    lead = data.draw(st.sampled_from([(), (2,)]))
+    n, m = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 7))
+    gamma, lam = data.draw(st.sampled_from([0.0, 0.5, 0.9, 0.99, 1.0])), data.draw(st.sampled_from([0.0, 0.95, 1.0]))
+    floats = st.floats(-10, 10, allow_nan=False, allow_subnormal=False)
+    size = math.prod((*lead, n))
+    lengths = data.draw(st.lists(st.integers(0, m), min_size=size, max_size=size))
+    rewards = data.draw(st.lists(floats, min_size=size * m, max_size=size * m))
+    values = data.draw(st.lists(floats, min_size=size * (m + 1), max_size=size * (m + 1)))
+    r = torch.tensor(rewards, dtype=torch.float64).view(size, m)
+    v = torch.tensor(values, dtype=torch.float64).view(size, m + 1)
+    mask = torch.tensor([[t < length for t in range(m)] for length in lengths])
+    want = torch.tensor([loop_gae(r[i].tolist(), v[i].tolist(), lengths[i], gamma, lam) for i in range(size)],
+                        dtype=torch.float64)
+    got = compute_advantage(r.view(*lead, n, m), mask.view(*lead, n, m),
+                            AdvantageConfig(estimator="gae", gamma=gamma, lam=lam), values=v.view(*lead, n, m + 1))
+    torch.testing.assert_close(got.reshape(size, m), want, rtol=1e-9, atol=1e-9)
+
+
+def test_gae_refuses_missing_or_bad_values() -> None:
+    rewards = torch.zeros(2, 3)
+    config = AdvantageConfig(estimator="gae")
+    with pytest.raises(ValueError, match=r"gae needs values \[..., N, M \+ 1\]"):
+        compute_advantage(rewards, None, config)
+    with pytest.raises(ValueError, match="gae needs values"):
+        compute_advantage(rewards, None, config, values=torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        compute_advantage(rewards, None, config, values=torch.tensor([[0.0, 0, 0, math.inf], [0, 0, 0, 0]]))
+    for bad in ({"gamma": 1.5}, {"lam": -0.1}):
+        with pytest.raises(ValueError, match="must be in \\[0, 1\\]"):
+            AdvantageConfig(**bad)
+
+
+def test_advantage_normalisation_over_the_group_valid_steps() -> None:
+    adv = torch.tensor([[1.0, 2.0, 3.0], [5.0, math.nan, math.nan]])
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    # valid values 1, 2, 3, 5: mean 2.75, unbiased std sqrt((3.0625 + 0.5625 + 0.0625 + 5.0625) / 3) = sqrt(35/12)
+    std = math.sqrt(35 / 12)
+    want = torch.tensor([[(1 - 2.75) / (std + 1e-6), (2 - 2.75) / (std + 1e-6), (3 - 2.75) / (std + 1e-6)],
+                         [(5 - 2.75) / (std + 1e-6), 0.0, 0.0]])
+    torch.testing.assert_close(normalise_advantage(adv, mask, "group"), want)
+    torch.testing.assert_close(normalise_advantage(adv, mask, "none"), torch.tensor([[1.0, 2, 3], [5, 0, 0]]))
+    assert not normalise_advantage(torch.full((2, 3), 4.0), None, "group").any()  # all equal: exactly 0
+    with pytest.raises(ValueError, match="unknown advantage normalisation"):
+        normalise_advantage(adv, mask, "batch")

@@ -16,7 +16,9 @@ from bench.profiling.reference import loop_policy_loss, naive_fused_loss
 from tgrpo.losses import (
     LossConfig,
     aggregation_weights,
+    clipped_value_loss,
     fused_policy_loss,
+    get_value_loss,
     policy_loss,
     token_logprobs,
 )
@@ -275,3 +277,64 @@ def test_config_and_shape_errors() -> None:
         token_logprobs(h, w, y.int())
     with pytest.raises(ValueError, match="dtypes"):
         token_logprobs(h, w.float(), y)
+
+
+# ---------------------------------------------------------------- clipped value loss
+
+
+def loop_value_loss(values, old_values, returns, weights, clip):
+    """PPO2's clipped value loss, one row at a time in Python floats: the loss and its gradient w.r.t. each value.
+    Per row: u = (v - R)^2, v_c = v_old + min(max(v - v_old, -c), c), k = (v_c - R)^2, ell = 0.5 * max(u, k);
+    d ell / d v is (v - R) on the unclipped branch, (v_c - R) * [|v - v_old| < c] on the clipped one."""
+    loss, grads = 0.0, []
+    for v, old, ret, w in zip(values, old_values, returns, weights, strict=True):
+        u = (v - ret) ** 2
+        if clip is None:
+            loss += w * 0.5 * u
+            grads.append(w * (v - ret))
+            continue
+        vc = old + min(max(v - old, -clip), clip)
+        k = (vc - ret) ** 2
+        loss += w * 0.5 * max(u, k)
+        if u >= k:
+            grads.append(w * (v - ret))
+        else:
+            grads.append(w * (vc - ret) * (1.0 if abs(v - old) < clip else 0.0))
+    return loss, grads
+
+
+def test_clipped_value_loss_hand_computed() -> None:
+    # row 0: u = (1 - 0)^2 = 1; v_c = 0.5 + 0.2 = 0.7, k = 0.49 -> 0.5 * 1
+    # row 1: v - old = -1 -> v_c = 0.8, k = (0.8 + 0.5)^2 = 1.69 > u = 0.25 -> 0.5 * 1.69, clipped (no gradient)
+    values = torch.tensor([1.0, 0.0], dtype=F64, requires_grad=True)
+    out = get_value_loss("clip-mse")(values, torch.tensor([0.5, 1.0], dtype=F64), torch.tensor([0.0, -0.5], dtype=F64),
+                                     torch.tensor([0.5, 0.5], dtype=F64), clip=0.2)
+    assert float(out.loss.detach()) == pytest.approx(0.5 * 0.5 * 1.0 + 0.5 * 0.5 * 1.69)
+    assert float(out.metrics["value_clip_frac"]) == 0.5
+    out.loss.backward()
+    torch.testing.assert_close(values.grad, torch.tensor([0.5 * 1.0, 0.0], dtype=F64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 9), st.sampled_from([None, 0.05, 0.2, 1.0]), st.integers(0, 10_000))
+def test_clipped_value_loss_matches_its_equation(rows: int, clip: float | None, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    values = torch.randn(rows, generator=g, dtype=F64)
+    old = values + 0.3 * torch.randn(rows, generator=g, dtype=F64)
+    returns = torch.randn(rows, generator=g, dtype=F64)
+    weights = torch.rand(rows, generator=g, dtype=F64)
+    weights = weights / weights.sum()
+    want, want_grad = loop_value_loss(values.tolist(), old.tolist(), returns.tolist(), weights.tolist(), clip)
+    v = values.clone().requires_grad_()
+    out = clipped_value_loss(v, old, returns, weights, clip=clip)
+    out.loss.backward()
+    assert float(out.loss.detach()) == pytest.approx(want, rel=1e-12, abs=1e-12)
+    torch.testing.assert_close(v.grad, torch.tensor(want_grad, dtype=F64), rtol=1e-12, atol=1e-12)
+
+
+def test_clipped_value_loss_refuses_bad_input() -> None:
+    x = torch.zeros(3)
+    with pytest.raises(ValueError, match="must be \\[B\\] alike"):
+        clipped_value_loss(x, x, torch.zeros(2), x)
+    with pytest.raises(ValueError, match="value clip must be None or finite and > 0"):
+        clipped_value_loss(x, x, x, x, clip=0.0)

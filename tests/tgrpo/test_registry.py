@@ -18,8 +18,9 @@ def test_a_name_registers_once_and_unknown_names_list_the_known_ones():
 
 
 def test_methods_by_family():
-    assert method_names("rl") == ("tgrpo", "grpo", "tgrpo-no-step", "tgrpo-no-traj")
+    assert method_names("rl") == ("tgrpo", "grpo", "tgrpo-no-step", "tgrpo-no-traj", "ppo")
     assert method_names("sft") == ("sft",)
     assert get_method("grpo").reward == "sparse" and get_method("tgrpo").estimator == "tgrpo"
+    assert get_method("ppo").value_loss == "clip-mse" and get_method("tgrpo").value_loss is None
     with pytest.raises(ValueError, match="unknown method 'sft'; valid: tgrpo, grpo"):
         get_method("sft", family="rl")

@@ -13,6 +13,7 @@ from pathlib import Path
 from tgrpo.advantages import AdvantageConfig
 from tgrpo.losses import LossConfig
 from tgrpo.rewards.reward import RewardConfig
+from tgrpo.rl.critic import PPOConfig
 from tgrpo.rl.methods import MethodSpec, check_profile, get_method
 
 LOSS_PATHS = ("auto", "plain", "fused")
@@ -28,7 +29,8 @@ class RLConfig:
         the small profile sets 1e-4 (docs/deviations.md).
     epochs 1, minibatches 1: one exact gradient step per rollout on the whole group, so the paper's aggregation
         1/N sum_i 1/|o_i| sum_t holds exactly. With minibatches > 1 each optimiser step takes its rows' share of the
-        group's weights, renormalised to sum to 1 (every step keeps the paper's relative weights).
+        group's weights, renormalised to sum to 1 (every step keeps the paper's relative weights). `ppo` sets 4 and 4
+        (its registration in `tgrpo.rl.methods`); its critic takes the same schedule.
     micro_batch_rows None: rows per forward/backward inside one optimiser step (gradient accumulation); None
         takes the whole minibatch at once. Exact: the aggregation weights are computed once per group, so any
         split gives the same gradient (a 7B group does not fit in one batch).
@@ -46,6 +48,7 @@ class RLConfig:
         "group" the trajectory advantage rewards the fastest success (docs/training.md, task-8 reading).
     episode_start "restore": bit-identical to OpenVLA's reset (docs/protocol.md) and 15x faster to start.
     train_seed_base: fresh placements for training use seeds train_seed_base + iteration, never official states.
+    ppo: the critic, GAE and value-loss settings of `--method ppo` (`tgrpo.rl.critic.PPOConfig`); others ignore it.
     """
 
     method: str
@@ -78,6 +81,7 @@ class RLConfig:
     eval_episodes: int = 50
     workers_eval: int = 2
     torch_threads: int = 1
+    ppo: PPOConfig = field(default_factory=PPOConfig)
 
     def __post_init__(self) -> None:
         get_method(self.method, family="rl")
@@ -121,7 +125,7 @@ class RLConfig:
 
     def advantage_config(self) -> AdvantageConfig:
         """The ablations zero one weight inside their estimator and keep the other (the paper's ablation)."""
-        return AdvantageConfig(estimator=self.estimator, a1=self.a1, a2=self.a2)
+        return AdvantageConfig(estimator=self.estimator, a1=self.a1, a2=self.a2, gamma=self.ppo.gamma, lam=self.ppo.lam)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -130,11 +134,13 @@ class RLConfig:
 
 
 def for_profile(profile: str, **kwargs) -> RLConfig:
-    """smoke: two iterations on a 20-step horizon, 2 eval episodes (CI minutes); small: the tiny state policy on a
-    CPU, about an hour per task and method; paper: OpenVLA-7B with the published settings."""
+    """smoke: two iterations on a 20-step horizon, 2 eval episodes (CI minutes), one of them a critic warm-up;
+    small: the tiny state policy on a CPU, about an hour per task and method; paper: OpenVLA-7B with the published
+    settings. The method's own overrides (`MethodSpec.overrides`) apply under the profile's."""
     cfg = RLConfig(profile=profile, **kwargs)
-    overrides = {
-        "smoke": {"iterations": 2, "max_steps": 20, "eval_episodes": 2, "lora_rank": 4, "lora_alpha": 8},
+    overrides = dict(cfg.spec.overrides) | {
+        "smoke": {"iterations": 2, "max_steps": 20, "eval_episodes": 2, "lora_rank": 4, "lora_alpha": 8,
+                  "ppo": replace(cfg.ppo, warmup_iterations=1)},
         "small": {"lr": 1e-4},
         "paper": {},
     }[profile]

@@ -1,8 +1,9 @@
-"""The online RL loop shared by TGRPO, GRPO and the ablations (paper section 3; docs/algorithm.md).
+"""The online RL loop shared by TGRPO, GRPO, the ablations and PPO (paper section 3; docs/algorithm.md).
 
 Per iteration: sample a fresh placement -> roll out a group of N trajectories from it in lock-step (all stop when
-one succeeds or at max steps) -> per-step rewards -> advantages -> K epochs of clipped-surrogate + k3-KL updates
-of the LoRA adapters -> metrics and a checkpoint. The policy enters through `TrainablePolicy` alone.
+one succeeds or at max steps) -> per-step rewards -> (PPO: the critic's values) -> advantages -> (PPO: value
+updates of the critic, alone during its warm-up) -> K epochs of clipped-surrogate + k3-KL updates of the LoRA
+adapters -> metrics and a checkpoint. The policy enters through `TrainablePolicy` alone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tgrpo.advantages import compute_advantage
+from tgrpo.advantages import compute_advantage, normalise_advantage
 from tgrpo.envs.protocol import Protocol
 from tgrpo.envs.rollout import GroupRollout, group_rollout
 from tgrpo.envs.workers import EnvSpec, WorkerPool
@@ -23,6 +24,7 @@ from tgrpo.policies.trainable import TrainablePolicy
 from tgrpo.provenance import provenance
 from tgrpo.rl.batch import GroupRows, flatten_steps
 from tgrpo.rl.config import RLConfig
+from tgrpo.rl.critic import Critic
 from tgrpo.trainer_state import load_trainer_state, save_trainer_state
 
 TRAINER_STATE = Path("last") / "trainer.pt"
@@ -109,6 +111,7 @@ class Trainer:
         policy.add_adapters(cfg.lora_rank, cfg.lora_alpha)
         self.policy = policy
         self.optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr)
+        self.critic = Critic(cfg.ppo, cfg.spec.value_loss) if cfg.spec.value_loss else None
         self.iteration = 0
         self._reward = None
         self.spec = EnvSpec(cfg.suite, cfg.task_id, policy.obs_config(), Protocol(episode_start=cfg.episode_start))
@@ -123,6 +126,8 @@ class Trainer:
         saved = load_trainer_state(state_file, required=("model", "optimizer", "iteration"))
         self.policy.load_trainable_state(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
+        if self.critic is not None:
+            self.critic.load_state_dict(saved["critic"])
         self.iteration = int(saved["iteration"])
         kept = [r for r in read_metrics(self.out) if r["iteration"] <= self.iteration]  # drop rows of a lost iteration
         tmp = self.out / "metrics.jsonl.tmp"
@@ -136,9 +141,10 @@ class Trainer:
                           profile=self.cfg.profile, policy=self.policy.describe())
 
     def _checkpoint(self) -> None:
+        critic = {} if self.critic is None else {"critic": self.critic.state_dict()}
         save_trainer_state(self.out / TRAINER_STATE, {"model": self.policy.trainable_state(),
                                                       "optimizer": self.optimizer.state_dict(),
-                                                      "iteration": self.iteration})
+                                                      "iteration": self.iteration, **critic})
 
     def export_policy(self, directory: Path) -> Path:
         """The current policy with its adapters merged, as a plain checkpoint for `tgrpo-bench eval`; the run's
@@ -184,7 +190,9 @@ class Trainer:
         return self.cfg.train_seed_base + self.cfg.seed * 100_003 + self.iteration
 
     def collect(self, pool: WorkerPool, seed: int) -> dict:
-        """Fresh placement -> group rollout -> rewards [N, M] -> advantages [N, M]."""
+        """Fresh placement -> group rollout -> rewards [N, M] -> advantages [N, M]. With a critic (PPO) also its
+        values [N, M + 1] and the value targets [N, M] (raw GAE + values); the policy sees the GAE advantages
+        normalised by `cfg.ppo.advantage_norm`."""
         cfg = self.cfg
         torch.manual_seed(seed)
         built = pool.ensure_many({0: self.spec})[0]
@@ -197,8 +205,13 @@ class Trainer:
         rewards = self.rewards(rollout)
         device = self.policy.device  # on CUDA the estimator runs as the Triton kernel
         mask = torch.from_numpy(rollout.mask).to(device)
-        advantages = compute_advantage(torch.from_numpy(rewards).to(device), mask, cfg.advantage_config()).cpu()
-        return {"rollout": rollout, "rewards": rewards, "advantages": advantages}
+        values = None if self.critic is None else self.critic.values(rollout)
+        advantages = compute_advantage(torch.from_numpy(rewards).to(device), mask, cfg.advantage_config(),
+                                       values=None if values is None else values.to(device)).cpu()
+        if values is None:
+            return {"rollout": rollout, "rewards": rewards, "advantages": advantages}
+        return {"rollout": rollout, "rewards": rewards, "values": values, "returns": advantages + values[:, :-1],
+                "advantages": normalise_advantage(advantages, mask.cpu(), cfg.ppo.advantage_norm)}
 
     def rewards(self, rollout: GroupRollout) -> np.ndarray:
         """Per-step rewards [N, M]: the sparse 0/1 success (GRPO) or the task's dense stage reward (TGRPO)."""
@@ -211,10 +224,18 @@ class Trainer:
         return self._reward.rewards(rollout.privileged, rollout.done, rollout.mask, self.cfg.reward_config)
 
     def learn(self, group: dict, seed: int) -> dict:
-        """K epochs of clipped-surrogate + k3-KL updates on the group's valid steps."""
-        rows = self.rows(group)
-        losses = update(self.policy, self.optimizer, rows, self.cfg, np.random.default_rng(seed))
-        return {f"loss/{k}": v for k, v in losses.items()}
+        """The critic's value updates first, if the method has one (during its warm-up, the first
+        `cfg.ppo.warmup_iterations` iterations, nothing else); then K epochs of clipped-surrogate + k3-KL updates on
+        the group's valid steps."""
+        cfg, out = self.cfg, {}
+        if self.critic is not None:
+            critic = self.critic.update(group, cfg.epochs, cfg.minibatches, cfg.grad_clip,
+                                        np.random.default_rng([seed, 1]))
+            out = {f"critic/{k}": v for k, v in critic.items()}
+            if self.iteration < cfg.ppo.warmup_iterations:
+                return out
+        losses = update(self.policy, self.optimizer, self.rows(group), cfg, np.random.default_rng(seed))
+        return {**out, **{f"loss/{k}": v for k, v in losses.items()}}
 
     def rows(self, group: dict) -> GroupRows:
         """The group's rows with the reference policy's log-probs filled in."""

@@ -18,7 +18,10 @@ REWARDS = ("dense", "sparse")
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One method. estimator / reward / policy_loss are registry names (None for supervised methods)."""
+    """One method. estimator / reward / policy_loss are registry names (None for supervised methods); value_loss
+    names a critic's loss (`tgrpo.losses.VALUE_LOSSES`) for methods that train a critic (`tgrpo.rl.critic`), else
+    None. overrides: (field, value) pairs of `RLConfig` this method changes from the defaults (an explicit value
+    still wins), each explained where the method is registered."""
 
     name: str
     family: str
@@ -26,6 +29,8 @@ class MethodSpec:
     reward: str | None = None
     policy_loss: str | None = None
     summary: str = ""
+    value_loss: str | None = None
+    overrides: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -67,3 +72,8 @@ register_method(MethodSpec("tgrpo", "rl", "tgrpo", "dense", "clip-k3", "step + t
 register_method(MethodSpec("grpo", "rl", "grpo", "sparse", "clip-k3", "trajectory advantage, 0/1 success"))
 register_method(MethodSpec("tgrpo-no-step", "rl", "tgrpo-no-step", "dense", "clip-k3", "ablation: a1 = 0"))
 register_method(MethodSpec("tgrpo-no-traj", "rl", "tgrpo-no-traj", "dense", "clip-k3", "ablation: a2 = 0"))
+# PPO with a critic (the comparison the paper lacks): TGRPO's dense reward, loss and lock-step groups, with GAE
+# advantages from a learned critic instead of the group's z-scores (docs/training.md, "PPO"). 4 epochs x 4
+# minibatches are PPO2's defaults (noptepochs, nminibatches): more than one step per rollout, so the clip acts.
+register_method(MethodSpec("ppo", "rl", "gae", "dense", "clip-k3", "GAE from a learned critic, dense reward",
+                           value_loss="clip-mse", overrides=(("epochs", 4), ("minibatches", 4))))

@@ -3,7 +3,6 @@ group of equal trajectories moves nothing."""
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,22 +10,12 @@ import torch
 
 from tgrpo.envs.workers import WorkerPool
 from tgrpo.losses import policy_loss
-from tgrpo.policies import action_tokenizer as at
-from tgrpo.policies.tiny import TinyConfig, TinyPolicy, TinyVLA
+from tgrpo.policies.tiny import TinyPolicy
 from tgrpo.rl.batch import flatten_steps
 from tgrpo.rl.config import for_profile
 from tgrpo.rl.loop import Trainer, read_metrics, reference_logprobs
 
 pytestmark = pytest.mark.libero
-
-
-@pytest.fixture(scope="module")
-def init_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = TinyConfig(state_dim=64, d_model=32, n_layers=1, words=["pick", "up", "alphabet", "soup", "basket"])
-    path = tmp_path_factory.mktemp("sft") / "best"
-    TinyPolicy(TinyVLA(cfg), cfg, at.NormStats((-1.0,) * 6 + (0.0,), (1.0,) * 6 + (1.0,))).save(path)
-    return path
 
 
 def _trainer(cfg) -> Trainer:
@@ -116,8 +105,8 @@ def test_resume_equals_an_uninterrupted_run(init_checkpoint, tmp_path):
 
 
 def test_methods_and_profiles_validate(init_checkpoint, tmp_path):
-    with pytest.raises(ValueError, match="tgrpo, grpo, tgrpo-no-step, tgrpo-no-traj"):
-        _cfg(init_checkpoint, tmp_path, method="ppo")
+    with pytest.raises(ValueError, match="unknown method 'nope'; valid: tgrpo, grpo, tgrpo-no-step, tgrpo-no-traj"):
+        _cfg(init_checkpoint, tmp_path, method="nope")
     with pytest.raises(ValueError, match="group_size"):
         _cfg(init_checkpoint, tmp_path, group_size=1)
     with pytest.raises(ValueError, match="lr must be > 0"):
