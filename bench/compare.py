@@ -30,7 +30,9 @@ POOLED_FIELDS = ("method", "suite", "task_id", "seed", "profile", "out_dir", "in
                  "torch_threads", "loss_path", "micro_batch_rows", "eval_episodes", "train_seed_base")
 CLAIMS = (("TGRPO > SFT", "tgrpo", "sft"), ("TGRPO > GRPO", "tgrpo", "grpo"),
           ("full > no step advantage", "tgrpo", "tgrpo-no-step"),
-          ("full > no trajectory advantage", "tgrpo", "tgrpo-no-traj"))
+          ("full > no trajectory advantage", "tgrpo", "tgrpo-no-traj"),
+          ("TGRPO > DPO", "tgrpo", "dpo"), ("TGRPO > GRAPE", "tgrpo", "grape"),
+          ("TGRPO > PPO (ours: the paper has no PPO row)", "tgrpo", "ppo"))
 SWEEPS = (("a1 = 0.3 best", "a1", 0.3, ("a1", "a2")), ("N = 4 best", "group_size", 4, ("group_size",)))
 
 
@@ -151,7 +153,7 @@ def load_result(spec: str, known_methods: set[str], default_profile: str | None 
         run, rows = _eval_rows(path / "eval")
         try:
             defaults = rl_defaults(config["method"], config["profile"], config["suite"])
-            params = {k: config[k] for k in ("a1", "a2", "group_size")}
+            params = {k: config[k] for k in ("a1", "a2", "group_size") if k in defaults}  # preference: no a1, a2
         except (KeyError, ValueError) as err:
             raise CompareError(f"{path / 'config.json'}: not an RL run config this version reads ({err})") from err
         method, profile = method or config["method"], config["profile"]

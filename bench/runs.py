@@ -46,12 +46,13 @@ def run_eval(request: EvalRequest, policy: Policy, progress: bool = True) -> Eva
     return EvalRecord(Path(request.out_dir).absolute(), evaluate(request, policy, progress=progress))
 
 
-def load_trainable(name: str, checkpoint: Path, seed: int = 0):
-    """A registered policy that implements `TrainablePolicy`, loaded from `checkpoint`."""
+def load_trainable(name: str, checkpoint: Path, seed: int = 0, unnorm_key: str | None = None):
+    """A registered policy that implements `TrainablePolicy`, loaded from `checkpoint`; `unnorm_key` picks the
+    action statistics of policies with several (openvla: the suite name, as OpenVLA's script)."""
     from tgrpo.policies import make_policy
     from tgrpo.policies.trainable import TrainablePolicy
 
-    policy = make_policy(name, checkpoint=str(checkpoint), seed=seed)
+    policy = make_policy(name, checkpoint=str(checkpoint), seed=seed, unnorm_key=unnorm_key)
     if not isinstance(policy, TrainablePolicy):
         raise ValueError(f"policy {name!r} cannot be trained (not a TrainablePolicy)")  # noqa: TRY004
     return policy
@@ -59,11 +60,14 @@ def load_trainable(name: str, checkpoint: Path, seed: int = 0):
 
 def run_rl(cfg, evaluate_after: bool = True, progress: bool = True) -> RLRunRecord:
     """Train one online RL run (resuming it if its directory holds one), export the merged policy, and evaluate it
-    on the task's first `cfg.eval_episodes` official init states. `cfg`: `tgrpo.rl.config.RLConfig`."""
+    on the task's first `cfg.eval_episodes` official init states. `cfg`: `tgrpo.rl.config.RLConfig`, or
+    `tgrpo.rl.preference_config.PreferenceConfig` for a preference method (rounds in place of iterations)."""
     from tgrpo.policies.trainable import checkpoint_sha256
     from tgrpo.rl.loop import Trainer
+    from tgrpo.rl.preference import PreferenceTrainer
 
-    trainer = Trainer(cfg, load_trainable(cfg.policy, cfg.init_checkpoint, seed=cfg.seed))
+    trainer_class = PreferenceTrainer if cfg.spec.family == "preference" else Trainer
+    trainer = trainer_class(cfg, load_trainable(cfg.policy, cfg.init_checkpoint, seed=cfg.seed, unnorm_key=cfg.suite))
     metrics = trainer.run(progress=progress)
     policy_dir = trainer.export_policy(Path(cfg.out_dir) / "policy")
     record = RLRunRecord(Path(cfg.out_dir), metrics, policy_dir, checkpoint_sha256(policy_dir))

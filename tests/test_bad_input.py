@@ -173,6 +173,7 @@ EVAL = ("eval", "--policy", "zero", "--suite", "object", "--obs", "state")
 EVAL_TINY = ("eval", "--policy", "tiny", "--checkpoint", "ckpt", "--suite", "object", "--obs", "state",
              "--tasks", "0", "--episodes", "1")
 TRAIN_RL = ("train", "--method", "tgrpo", "--suite", "object", "--task", "0", "--profile", "smoke")
+TRAIN_DPO = ("train", "--method", "dpo", "--suite", "object", "--task", "0", "--profile", "smoke")
 TRAIN_SFT = ("train", "--method", "sft", "--suite", "object", "--profile", "smoke", "--demos", "demos")
 LLM = ("rewards", "generate", "--suite", "object", "--tasks", "0", "--source", "llm", "--cache-dir", "cache",
        "--out", "out", "--max-retries", "0", "--timeout", "5")
@@ -209,6 +210,13 @@ CASES = [
          "ckpt/policy.json is not a tiny policy description", ckpt_policy_json("[]")),
     Case("train-default-init-ckpt-junk-weights", TRAIN_RL,
          "runs/sft/libero_object_state_smoke/best/model.pt does not hold the weights", default_init_checkpoint_junk),
+    # train: options of the other family (preference methods count rounds; RL has no --rounds)
+    Case("train-rl-rounds", (*TRAIN_RL, "--rounds", "2"), "--rounds and --beta are options of the preference methods"),
+    Case("train-dpo-iterations", (*TRAIN_DPO, "--iterations", "2", "--init-checkpoint", "ckpt"),
+         "method 'dpo' takes no iterations", ckpt_junk_weights),
+    Case("train-dpo-beta-nan", (*TRAIN_DPO, "--beta", "nan"), "--beta must be a finite number"),
+    Case("train-dpo-beta-zero", (*TRAIN_DPO, "--beta", "0", "--init-checkpoint", "ckpt"), "beta must be > 0",
+         ckpt_junk_weights),
     # train: resuming a run directory whose trainer state is hostile or corrupt (never unpickled, nothing written)
     Case("train-resume-malicious-pickle", (*TRAIN_RL, "--init-checkpoint", "ckpt", "--out", "run"),
          "holds objects other than tensors and plain data", run_to_resume(malicious_pickle)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bench.cli import UsageError, int_list
@@ -13,13 +14,17 @@ from bench.cli import UsageError, int_list
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", required=True, help="registered policy name (zero, random, ...)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint path for policies that load one")
+    parser.add_argument("--unnorm-key", default=None,
+                        help="openvla: action statistics key in the checkpoint (default: the suite name, then "
+                        "its _no_noops variant, as OpenVLA's script)")
     parser.add_argument("--suite", required=True, help="libero_spatial|libero_object|libero_goal|libero_10 "
                         "or spatial|object|goal|long")
     parser.add_argument("--tasks", type=int_list, default=None, help="task ids, e.g. 0,3 (default: all 10)")
     parser.add_argument("--episodes", type=int, default=50, help="first N official init states per task (max 50)")
     parser.add_argument("--episode-ids", type=int_list, default=None, help="explicit init state indices 0..49")
     parser.add_argument("--obs", choices=("image", "state"), default="image", help="observation mode")
-    parser.add_argument("--center-crop", action="store_true", help="90%% center crop (released checkpoints)")
+    parser.add_argument("--center-crop", action=argparse.BooleanOptionalAction, default=None,
+                        help="90%% center crop (default: on for openvla, as OpenVLA's script; off otherwise)")
     parser.add_argument("--wrist", action="store_true", help="also render the wrist camera")
     parser.add_argument("--fast-render", action="store_true", help="MSAA and reflections off (different images)")
     parser.add_argument("--episode-start", choices=("reset", "restore"), default="reset",
@@ -57,7 +62,8 @@ def _request(args):
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
         if args.seed < 0:
             raise ValueError(f"--seed must be >= 0, got {args.seed}")
-        obs = ObsConfig(mode=args.obs, center_crop=args.center_crop, wrist=args.wrist, fast_render=args.fast_render)
+        obs = ObsConfig(mode=args.obs, center_crop=bool(args.center_crop), wrist=args.wrist,
+                        fast_render=args.fast_render)
         protocol = Protocol(episode_start=args.episode_start)
         if not (math.isfinite(args.temperature) and args.temperature >= 0):
             raise ValueError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
@@ -72,12 +78,18 @@ def run(args: argparse.Namespace) -> int:
     from bench.results import OutputError, summary_table
     from bench.runs import run_eval
     from tgrpo.policies import make_policy
+    from tgrpo.policies.trainable import TrainablePolicy
 
     request = _request(args)
     try:
-        policy = make_policy(args.policy, seed=args.seed, checkpoint=args.checkpoint)
+        policy = make_policy(args.policy, seed=args.seed, checkpoint=args.checkpoint,
+                             unnorm_key=args.unnorm_key or request.suite, center_crop=args.center_crop)
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from err
+    if policy.obs_mode == "image" and request.obs.mode != "image":
+        raise UsageError(f"policy {args.policy!r} reads camera images: use --obs image (the default)")
+    if args.center_crop is None and isinstance(policy, TrainablePolicy):  # the policy's own default
+        request = replace(request, obs=replace(request.obs, center_crop=policy.obs_config().center_crop))
     if "torch" in sys.modules:  # a torch policy was loaded
         sys.modules["torch"].set_num_threads(args.torch_threads)
     try:

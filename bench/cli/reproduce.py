@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="RL config overrides for every RL stage, e.g. a1=0.1,a2=0.9 or epochs=2 or "
                              "loss.clip_eps=0.1; repeat for a sweep (one RL stage per setting); default: the "
                              "profile's settings")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="paper profile: the released OpenVLA fine-tune of the suite (the SFT policy RL starts "
+                        "from; docs/openvla.md)")
     parser.add_argument("--store", type=Path, default=Path("results/reproduce"),
                         help="run store root (default results/reproduce: the /results volume in the container)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan with estimates; run nothing")
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         settings = (tuple(normalise(args.profile, parse_setting(text)) for text in args.setting) if args.setting
                     else ({},))
         plan = build_plan(suite, args.profile, tuple(args.methods) if args.methods else None, tasks,
-                          tuple(args.seeds) if args.seeds is not None else None, settings)
+                          tuple(args.seeds) if args.seeds is not None else None, settings, args.checkpoint)
         store = RunStore(args.store)
         if args.address is not None and args.executor != "ray":
             raise ValueError("--address needs --executor ray")

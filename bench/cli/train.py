@@ -2,6 +2,8 @@
 
     tgrpo-bench train --method sft --suite object --profile small
     tgrpo-bench train --method tgrpo --suite object --task 0 --profile small
+    tgrpo-bench train --method dpo --suite object --task 0 --profile small     # also grape (preference methods)
+    tgrpo-bench train --method tgrpo --suite object --task 0 --profile paper --init-checkpoint DIR  (OpenVLA-7B)
 
 A thin shell over `bench.runs` (`run_sft`, `run_rl`): parse, validate, call, print.
 """
@@ -14,7 +16,7 @@ import sys
 from pathlib import Path
 
 from bench.cli import UsageError
-from tgrpo.rl.methods import PROFILES, get_method, method_names
+from tgrpo.rl.methods import PROFILES, get_method, method_names, trains_per_task
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="small", help=f"one of: {', '.join(PROFILES)}")
     parser.add_argument("--variant", choices=("state", "image"), default="state", help="tiny policy input (SFT)")
     parser.add_argument("--demos", type=Path, default=None, help="demonstration datasets (SFT; default data/demos)")
-    parser.add_argument("--init-checkpoint", type=Path, default=None, help="SFT checkpoint RL starts from")
+    parser.add_argument("--init-checkpoint", type=Path, default=None,
+                        help="SFT checkpoint RL starts from (openvla: a released fine-tune's directory)")
+    parser.add_argument("--policy", choices=("tiny", "openvla"), default=None,
+                        help="RL policy (profile default: tiny for smoke and small, openvla for paper)")
     parser.add_argument("--iterations", type=int, default=None, help="RL iterations (profile default)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="preference methods (dpo, grape): rounds of collect -> pair -> learn (profile default)")
+    parser.add_argument("--beta", type=float, default=None, help="preference methods: DPO/TPO beta (default 0.1)")
     parser.add_argument("--epochs", type=int, default=None, help="SFT epochs (profile default)")
     parser.add_argument("--group-size", type=int, default=None, help="RL group size N (default 4)")
     parser.add_argument("--a1", type=float, default=None, help="step-advantage weight; a2 = 1 - a1")
@@ -42,11 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check(args) -> str:
     from tgrpo.envs.protocol import check_task_ids, resolve_suite
 
-    bad = [f"--{k.replace('_', '-')}" for k in ("temperature", "a1", "lr") if not math.isfinite(getattr(args, k) or 0)]
+    bad = [f"--{k}" for k in ("temperature", "a1", "lr", "beta") if not math.isfinite(getattr(args, k) or 0)]
     if bad:
         raise UsageError(f"{', '.join(bad)} must be a finite number")
     try:
-        spec = get_method(args.method)
+        family = get_method(args.method).family
         if args.profile not in PROFILES:
             raise ValueError(f"unknown profile {args.profile!r}; valid: {', '.join(PROFILES)}")
         if args.seed < 0:
@@ -56,10 +64,13 @@ def _check(args) -> str:
             check_task_ids([args.task])
     except ValueError as err:
         raise UsageError(str(err)) from err
-    if args.profile == "paper":
-        raise UsageError("profile 'paper' trains OpenVLA-7B, whose policy is not in this build yet; "
-                         "use --profile smoke or small (the tiny policy)")
-    if spec.family == "rl" and args.task is None:
+    if args.profile == "paper" and family == "sft":
+        raise UsageError("profile 'paper' starts from a released OpenVLA fine-tune (the SFT policy): "
+                         "train an RL method with --init-checkpoint DIR")
+    if family != "preference" and (args.rounds is not None or args.beta is not None):
+        raise UsageError(f"--rounds and --beta are options of the preference methods "
+                         f"({', '.join(method_names('preference'))}), not of {args.method!r}")
+    if trains_per_task(args.method) and args.task is None:
         raise UsageError(f"method {args.method!r} trains per task: give --task 0..9")
     return suite
 
@@ -86,18 +97,26 @@ def _train_rl(args, suite: str) -> int:
     from bench.runs import run_rl
     from tgrpo.rl.config import for_profile
 
-    init = args.init_checkpoint or Path("runs/sft") / f"{suite}_state_{args.profile}" / "best"
-    if not (init / "policy.json").exists():
-        raise UsageError(f"no SFT checkpoint at {init}; train one with `tgrpo-bench train --method sft "
-                         f"--suite {args.suite} --profile {args.profile}` or pass --init-checkpoint")
+    policy = args.policy or ("openvla" if args.profile == "paper" else "tiny")
+    if policy == "openvla":
+        if args.init_checkpoint is None:
+            raise UsageError("policy 'openvla' needs --init-checkpoint DIR (an OpenVLA checkpoint in the released "
+                             "layout, e.g. openvla-7b-finetuned-libero-object; docs/openvla.md)")
+        init = args.init_checkpoint
+    else:
+        init = args.init_checkpoint or Path("runs/sft") / f"{suite}_state_{args.profile}" / "best"
+        if not (init / "policy.json").exists():
+            raise UsageError(f"no SFT checkpoint at {init}; train one with `tgrpo-bench train --method sft "
+                             f"--suite {args.suite} --profile {args.profile}` or pass --init-checkpoint")
     out = args.out or Path("runs") / args.method / f"{suite}_task{args.task}_{args.profile}_seed{args.seed}"
     overrides = {k: v for k, v in {"iterations": args.iterations, "group_size": args.group_size,
-                                   "lr": args.lr, "temperature": args.temperature}.items() if v is not None}
+                                   "lr": args.lr, "temperature": args.temperature, "rounds": args.rounds,
+                                   "beta": args.beta}.items() if v is not None}
     if args.a1 is not None:
         overrides.update(a1=args.a1, a2=1.0 - args.a1)
     try:
         cfg = for_profile(args.profile, method=args.method, suite=suite, task_id=args.task, init_checkpoint=init,
-                          out_dir=out, seed=args.seed, **overrides)
+                          out_dir=out, seed=args.seed, policy=policy, **overrides)
         record = run_rl(cfg, evaluate_after=not args.no_eval, progress=not args.no_progress)
     except ValueError as err:
         raise UsageError(str(err)) from err

@@ -7,12 +7,14 @@ by the suite's horizon; they drive `--dry-run` and the ETA, never a result.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
-from bench.reproduce.settings import label, rl_kwargs
+from bench.reproduce.settings import check_for_method, label, rl_kwargs
 from bench.reproduce.store import Resources, Stage
 from tgrpo.envs.protocol import MAX_POLICY_STEPS, TASKS_PER_SUITE
-from tgrpo.rl.methods import get_method, method_names
+from tgrpo.rl.methods import get_method, method_names, trains_per_task
 
 # Measured on the 2-core CPU (docs/training.md): 500 demos in 36 min on 2 workers; 30 SFT epochs over 500 demos in
 # 59 min; 500 greedy state episodes in 10-34 min; 100 RL iterations (N = 4) in 26-29 min + 7-11 min evaluation.
@@ -27,12 +29,15 @@ STAGE_OVERHEAD_S = 30.0
 
 # The tiny VLA's own sources: another policy added under tgrpo/policies/ does not invalidate its stages.
 TINY_POLICY = tuple(f"tgrpo/policies/{name}.py" for name in ("base", "trainable", "tiny", "tiny_decode",
-                                                             "action_tokenizer"))
+                                                             "action_tokenizer", "sampling"))
+OPENVLA_POLICY = ("tgrpo/policies/openvla", *(f"tgrpo/policies/{name}.py" for name in ("base", "trainable",
+                                                                                      "action_tokenizer", "sampling")))
 CODE = {  # what each stage's output depends on (its key covers these sources)
     "demos": ("tgrpo/experts", "tgrpo/envs", "tgrpo/data"),
     "sft": ("baselines/sft", *TINY_POLICY, "tgrpo/data/hdf5.py", "tgrpo/trainer_state.py"),
     "eval": ("bench/evaluate.py", "tgrpo/envs", *TINY_POLICY),
-    "rl": ("tgrpo/rl", "tgrpo/advantages.py", "tgrpo/losses.py", "tgrpo/rewards", *TINY_POLICY, "tgrpo/envs",
+    "rl": ("tgrpo/rl", "tgrpo/advantages.py", "tgrpo/losses.py", "tgrpo/preference_losses.py", "tgrpo/rewards",
+           *TINY_POLICY, "tgrpo/envs",
            "bench/evaluate.py", "bench/runs.py"),
 }
 
@@ -46,6 +51,7 @@ class ProfileSettings:
     default_tasks: tuple[int, ...]
     default_methods: tuple[str, ...]
     default_seeds: tuple[int, ...]
+    policy: str = "tiny"  # "openvla": no demos or SFT stages; the SFT policy is the released fine-tune (--checkpoint)
 
 
 PROFILE_SETTINGS = {
@@ -53,29 +59,35 @@ PROFILE_SETTINGS = {
     "smoke": ProfileSettings(2, "rl", None, 2, (0,), ("tgrpo", "grpo"), (0,)),
     # small: the tiny state policy on a CPU; the suite's SFT on 50 demos per task, evaluated on all 50 states.
     "small": ProfileSettings(50, "all", None, 50, tuple(range(TASKS_PER_SUITE)), method_names(), (0,)),
+    # paper: OpenVLA-7B; the released LIBERO fine-tune is the SFT policy (evaluated, then trained per task by RL).
+    "paper": ProfileSettings(0, "none", None, 50, tuple(range(TASKS_PER_SUITE)), ("tgrpo", "grpo"), (0,),
+                             policy="openvla"),
 }
 # What each stage asks of a cluster node (`--executor ray`, docs/scale-out.md), per profile and stage kind; the local
-# executor ignores it. The tiny state policy needs no GPU (the paper profile's OpenVLA-7B stages will ask for one).
-# smoke: one CPU per stage, so a cluster of 1-CPU nodes (the test's) places every stage; small: the processes a stage
-# keeps busy (2 demo workers, 2 evaluation workers; SFT is one torch thread). memory_gb, so that a node takes no more
-# stages than its memory holds: smoke above the 1.46 GB peak resident memory measured for its pipeline
-# (docs/scale-out.md); small 4 GiB, an unmeasured margin for its 500 demonstrations and longer episodes.
+# executor ignores it. smoke: one CPU per stage, so a cluster of 1-CPU nodes (the test's) places every stage; small:
+# the processes a stage keeps busy (2 demo workers, 2 evaluation workers; SFT is one torch thread); the tiny state
+# policy needs no GPU. paper: one GPU per OpenVLA-7B stage (bfloat16 weights, 15 GB; a LoRA update peaks at up to
+# 40 GB, docs/openvla.md). memory_gb, so that a node takes no more stages than its memory holds: smoke above the
+# 1.46 GB peak resident memory measured for its pipeline (docs/scale-out.md); small and paper are unmeasured margins
+# (small: 500 demonstrations and longer episodes; paper: the 15 GB checkpoint read through host memory).
 RESOURCES = {
     "smoke": {kind: Resources(cpus=1, memory_gb=2) for kind in ("demos", "sft", "eval", "rl")},
     "small": {"demos": Resources(cpus=2, memory_gb=4), "sft": Resources(cpus=1, memory_gb=4),
               "eval": Resources(cpus=2, memory_gb=4), "rl": Resources(cpus=2, memory_gb=4)},
+    "paper": {kind: Resources(cpus=4, gpus=1, memory_gb=32) for kind in ("eval", "rl")},
 }
 DEMO_ACTION_NOISE = 0.1  # noise injection (docs/training.md: DART-style labels; the committed SFT tables use it)
 
 
 def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None, tasks: tuple[int, ...] | None = None,
-               seeds: tuple[int, ...] | None = None, settings: tuple[dict, ...] = ({},)) -> list[Stage]:
+               seeds: tuple[int, ...] | None = None, settings: tuple[dict, ...] = ({},),
+               checkpoint: Path | None = None) -> list[Stage]:
     """Stages in dependency order; one RL stage per (method, task, seed, setting). `settings` are normalised RL
     overrides (`bench.reproduce.settings`). ValueError for an unknown method, a profile without settings, a bad
-    task."""
+    task, or an OpenVLA profile without `checkpoint` (the released fine-tune it starts from)."""
     if profile not in PROFILE_SETTINGS:
         raise ValueError(f"profile {profile!r} has no reproduction settings in this build; valid: "
-                         f"{', '.join(PROFILE_SETTINGS)} (paper needs OpenVLA-7B, not in this build yet)")
+                         f"{', '.join(PROFILE_SETTINGS)}")
     p = PROFILE_SETTINGS[profile]
     methods = tuple(methods or p.default_methods)
     for m in methods:
@@ -83,6 +95,36 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
     tasks = tuple(p.default_tasks if tasks is None else tasks)
     seeds = tuple(p.default_seeds if seeds is None else seeds)
     horizon = MAX_POLICY_STEPS[suite] / OBJECT_HORIZON
+    if p.policy == "openvla":
+        plan, upstream, source = [], (), _openvla_source(profile, suite, checkpoint)
+        code = {kind: (*(c for c in CODE[kind] if c not in TINY_POLICY), *OPENVLA_POLICY) for kind in ("eval", "rl")}
+    else:
+        plan, upstream, source, code = _tiny_sft(suite, profile, p, tasks, horizon)
+    rl_methods = [m for m in methods if trains_per_task(m)]  # online RL and preference methods
+    if "sft" in methods or rl_methods:  # one stage per task: another task selection reuses them
+        plan.extend(Stage("eval", f"sft-{suite}-t{task}-{profile}", {"suite": suite, "tasks": [task],
+                                                                     "episodes": p.eval_episodes, **source},
+                          upstream, code["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * horizon,
+                          RESOURCES[profile]["eval"])
+                    for task in tasks)
+    for setting in settings:
+        rl_s = _rl_estimate_s(profile, suite, setting)
+        for method in rl_methods:
+            check_for_method(profile, method, setting)
+            for task in tasks:
+                for seed in seeds:
+                    config = {"method": method, "suite": suite, "task": task, "seed": seed, "profile": profile,
+                              "eval_episodes": p.eval_episodes, **{k: v for k, v in source.items() if k != "obs"}}
+                    if setting:  # absent for the defaults: their keys stay those of a run without settings
+                        config["settings"] = setting
+                    plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}{label(setting)}", config,
+                                      upstream, code["rl"],
+                                      rl_s + EVAL_S_PER_EPISODE * p.eval_episodes * horizon, RESOURCES[profile]["rl"]))
+    return plan
+
+
+def _tiny_sft(suite: str, profile: str, p: ProfileSettings, tasks: tuple[int, ...], horizon: float):
+    """The demos and SFT stages of the tiny policy: (plan so far, upstream stages, eval config, code per kind)."""
     demo_tasks = tuple(range(TASKS_PER_SUITE)) if p.demo_tasks == "all" else tasks
     demos = Stage("demos", suite, {"suite": suite, "tasks": list(demo_tasks), "per_task": p.demos_per_task,
                                     "action_noise": DEMO_ACTION_NOISE, "seed": 0, "episode_start": "restore"},
@@ -94,27 +136,23 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
                 (demos,), CODE["sft"],
                 SFT_S_PER_DEMO_EPOCH * p.demos_per_task * len(demo_tasks) * (p.sft_epochs or _sft_epochs(profile)),
                 RESOURCES[profile]["sft"])
-    plan = [demos, sft]
-    rl_methods = [m for m in methods if get_method(m).family == "rl"]
-    if "sft" in methods or rl_methods:  # one stage per task: another task selection reuses them
-        plan.extend(Stage("eval", f"sft-{suite}-t{task}-{profile}", {"suite": suite, "tasks": [task],
-                                                                     "episodes": p.eval_episodes, "obs": "state"},
-                          (sft,), CODE["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * horizon,
-                          RESOURCES[profile]["eval"])
-                    for task in tasks)
-    for setting in settings:
-        rl_s = _rl_estimate_s(profile, suite, setting)
-        for method in rl_methods:
-            for task in tasks:
-                for seed in seeds:
-                    config = {"method": method, "suite": suite, "task": task, "seed": seed, "profile": profile,
-                              "eval_episodes": p.eval_episodes}
-                    if setting:  # absent for the defaults: their keys stay those of a run without settings
-                        config["settings"] = setting
-                    plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}{label(setting)}", config,
-                                      (sft,), CODE["rl"],
-                                      rl_s + EVAL_S_PER_EPISODE * p.eval_episodes * horizon, RESOURCES[profile]["rl"]))
-    return plan
+    return [demos, sft], (sft,), {"obs": "state"}, CODE
+
+
+def _openvla_source(profile: str, suite: str, checkpoint: Path | None) -> dict:
+    """What the OpenVLA stages read: the released fine-tune, identified by its config.json and safetensors index
+    (hashing 15 GB of weights per plan would take minutes). ValueError without a checkpoint directory."""
+    if checkpoint is None:
+        raise ValueError(f"profile {profile!r} starts from a released OpenVLA fine-tune: give --checkpoint DIR "
+                         f"(e.g. openvla-7b-finetuned-{suite.replace('_', '-')}; docs/openvla.md)")
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors.index.json"):
+        try:
+            digest.update((Path(checkpoint) / name).read_bytes())
+        except OSError:
+            raise ValueError(f"--checkpoint {checkpoint} is not an OpenVLA checkpoint directory (no {name})") from None
+    return {"obs": "image", "policy": "openvla", "checkpoint": str(Path(checkpoint).absolute()),
+            "checkpoint_id": digest.hexdigest()}
 
 
 def _sft_epochs(profile: str) -> int:

@@ -57,6 +57,19 @@ def rl_kwargs(profile: str, settings: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def check_for_method(profile: str, method: str, settings: dict[str, Any]) -> None:
+    """ValueError when `method`'s config rejects the setting (e.g. a1 for a preference method), before any run."""
+    from tgrpo.rl.config import for_profile
+
+    if not settings:
+        return
+    try:
+        for_profile(profile, method=method, suite="libero_object", task_id=0, init_checkpoint=".", out_dir=".",
+                    **rl_kwargs(profile, settings))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"--setting {label(settings)[1:]} does not apply to method {method!r}: {err}") from None
+
+
 def label(settings: dict[str, Any]) -> str:
     """The stage-name suffix of a setting: '' for the defaults, else '-a1=0.1-a2=0.9'."""
     return "".join(f"-{k}={v}" for k, v in settings.items())

@@ -43,7 +43,10 @@ def _eval(cfg: dict, directory: Path, inputs: dict[str, Path], progress: bool) -
     from bench.evaluate import EvalRequest
     from bench.runs import load_trainable, run_eval
 
-    policy = load_trainable("tiny", inputs["sft"] / "run" / "best")
+    if cfg.get("policy") == "openvla":  # the paper profile: the released fine-tune is the SFT policy
+        policy = load_trainable("openvla", Path(cfg["checkpoint"]), unnorm_key=cfg["suite"])
+    else:
+        policy = load_trainable("tiny", inputs["sft"] / "run" / "best")
     request = EvalRequest(cfg["suite"], tuple(cfg["tasks"]), tuple(range(cfg["episodes"])), policy.obs_config(),
                           directory / "eval")
     return {"suites": run_eval(request, policy, progress=progress).summary["suites"]}
@@ -55,8 +58,9 @@ def _rl(cfg: dict, directory: Path, inputs: dict[str, Path], progress: bool) -> 
     from tgrpo.rl.config import for_profile
 
     rl_cfg = for_profile(cfg["profile"], method=cfg["method"], suite=cfg["suite"], task_id=cfg["task"],
-                         init_checkpoint=inputs["sft"] / "run" / "best", out_dir=directory / "run", seed=cfg["seed"],
-                         eval_episodes=cfg["eval_episodes"], **rl_kwargs(cfg["profile"], cfg.get("settings", {})))
+                         init_checkpoint=cfg.get("checkpoint") or inputs["sft"] / "run" / "best",
+                         out_dir=directory / "run", seed=cfg["seed"], eval_episodes=cfg["eval_episodes"],
+                         **rl_kwargs(cfg["profile"], cfg.get("settings", {})))
     record = run_rl(rl_cfg, progress=progress)
     return {"iterations": len(record.metrics), "policy_sha256": record.policy_sha256,
             "suites": record.eval.summary["suites"] if record.eval else None}

@@ -4,6 +4,7 @@ that differ in simulator versions; one line and exit 2 for bad input."""
 
 import csv
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -236,3 +237,17 @@ def test_ppo_runs_are_a_method_whose_own_defaults_are_no_setting(tmp_path, capsy
     cells = {(r["method"], r["setting"]): (r["successes"], r["episodes"]) for r in _csv(tmp_path / "out", "cells.csv")}
     assert cells[("ppo", "defaults")] == ("7", "10") and cells[("tgrpo", "defaults")] == ("5", "10")
     assert cells[("ppo", "ppo.gamma=0.9")] == ("3", "10")
+
+
+def test_preference_runs_are_read_with_their_settings(tmp_path, capsys):
+    """A DPO or GRAPE run directory has no a1 / a2: it is read, its setting is what differs from its own method's
+    defaults, and GRAPE's cell meets the paper's GRAPE row (n/a at the small profile)."""
+    grape = _run_dir(tmp_path / "grape", "grape", {1: (40, 50)}, suite="libero_object")
+    dpo = _run_dir(tmp_path / "dpo", "dpo", {1: (30, 50)}, suite="libero_object", beta=0.2)
+    code, out, err = _compare(capsys, grape, dpo, "--out", tmp_path / "out")
+    assert code == 0, err
+    cells = {(r["method"], r["source"]): r for r in _csv(tmp_path / "out")}
+    assert cells[("grape", "tgrpo-v3-main")]["setting"] == "defaults"
+    assert cells[("grape", "tgrpo-v3-main")]["tier"] == "n/a (profile small)"
+    assert cells[("dpo", "")]["setting"] == "beta=0.2" and cells[("dpo", "")]["successes"] == "30"
+    assert re.search(r"\| libero_object +\| dpo +\| beta=0.2 +\| small", out)

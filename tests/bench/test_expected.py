@@ -12,7 +12,7 @@ S = ("libero_spatial", "libero_object", "libero_goal", "libero_10")
 
 # Transcribed by hand from the TGRPO paper (v3) and the other sources, independently of the committed files.
 MAIN_V3 = {"octo": (77.6, 84.9, 82.9, 50.3, 73.9), "sft": (84.7, 88.4, 79.2, 51.1, 76.5),
-           "openvla-dpo": (84.2, 88.6, 79.5, 52.6, 76.2), "grape": (88.5, 92.1, 83.1, 57.2, 80.2),
+           "dpo": (84.2, 88.6, 79.5, 52.6, 76.2), "grape": (88.5, 92.1, 83.1, 57.2, 80.2),
            "tgrpo": (90.4, 92.2, 81.0, 59.2, 80.7)}
 OTHERS = {("openvla-readme", "sft"): (84.7, 88.4, 79.2, 53.7, 76.5),
           ("openvla-independent-repro", "sft"): (86.6, 86.6, 79.0, 52.8, 76.2),

@@ -31,6 +31,14 @@ def test_plan_has_every_stage_and_stable_keys():
     assert len(set(_keys(plan).values())) == len(plan)
 
 
+def test_preference_methods_get_one_training_and_evaluation_stage_each():
+    plan = build_plan("libero_object", "smoke", ("dpo", "grape"), (1, 6), (0,))
+    rl = [s for s in plan if s.kind == "rl"]
+    assert [s.kind for s in plan[:3]] == ["demos", "sft", "eval"]  # the SFT baseline's evaluation too
+    assert [(s.config["method"], s.config["task"]) for s in rl] == [("dpo", 1), ("dpo", 6), ("grape", 1), ("grape", 6)]
+    assert "tgrpo/preference_losses.py" in rl[0].code
+
+
 def test_a_changed_setting_changes_only_what_depends_on_it(monkeypatch):
     before = _keys(build_plan("libero_object", "smoke"))
     settings = plan_module.PROFILE_SETTINGS["smoke"]

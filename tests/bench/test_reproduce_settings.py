@@ -60,3 +60,9 @@ def test_a_sweep_adds_one_rl_stage_per_setting_and_keeps_the_default_key():
     assert rl[2].estimate_s > rl[1].estimate_s  # twice the rollouts
     assert len({s.key for s in rl}) == 3
     assert label({}) == "" and label({"epochs": 2}) == "-epochs=2"
+
+
+def test_a_setting_a_method_cannot_take_is_refused_at_plan_time():
+    with pytest.raises(ValueError, match="does not apply to method 'dpo'"):
+        build_plan("libero_object", "smoke", ("tgrpo", "dpo"), (1,), (0,), ({"a1": 0.1, "a2": 0.9},))
+    build_plan("libero_object", "smoke", ("tgrpo", "dpo"), (1,), (0,), ({"group_size": 6},))  # both take it

@@ -1,4 +1,4 @@
-"""Policy registry: `--policy NAME` -> a factory. Later policies (expert, tiny, openvla) join here."""
+"""Policy registry: `--policy NAME` -> a factory."""
 
 from __future__ import annotations
 
@@ -27,13 +27,26 @@ def _tiny(checkpoint: str | None = None, seed: int = 0, **_) -> Policy:
     return TinyPolicy.load(checkpoint, seed=seed)
 
 
+def _openvla(checkpoint: str | None = None, seed: int = 0, unnorm_key: str | None = None,
+             center_crop: bool | None = None, **_) -> Policy:
+    """OpenVLA-7B (or its structure at another size) from a checkpoint directory in the released layout; the
+    un-normalisation key is OpenVLA's (the suite name, `_no_noops` fallback; the CLI passes the suite)."""
+    from tgrpo.policies.openvla.policy import OpenVLAPolicy, OpenVLASettings
+
+    if checkpoint is None:
+        raise ValueError("policy 'openvla' needs --checkpoint DIR (a released OpenVLA checkpoint directory)")
+    crop = {} if center_crop is None else {"center_crop": center_crop}
+    return OpenVLAPolicy.load(checkpoint, seed=seed, settings=OpenVLASettings(unnorm_key=unnorm_key, **crop))
+
+
 def _expert(**_) -> Policy:
     from tgrpo.experts import ExpertPolicy
 
     return ExpertPolicy()
 
 
-_FACTORIES: dict[str, Callable[..., Policy]] = {"zero": _zero, "random": _random, "tiny": _tiny, "expert": _expert}
+_FACTORIES: dict[str, Callable[..., Policy]] = {"zero": _zero, "random": _random, "tiny": _tiny, "expert": _expert,
+                                                "openvla": _openvla}
 POLICY_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 
 

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from tgrpo.policies import action_tokenizer as at
 from tgrpo.policies.base import DECODE_MODES, PolicyOutput
+from tgrpo.policies.sampling import SlotSampler
 from tgrpo.policies.tiny_decode import FastDecoder
 from tgrpo.policies.trainable import TrainablePolicy, checkpoint_sha256, effective_weight
 
@@ -191,7 +192,7 @@ class TinyPolicy(TrainablePolicy):
         self.model, self.cfg, self.stats, self.state_stats = model, cfg, stats, state_stats
         self.meta = meta or {}
         self.seed = seed
-        self._generators: dict[int, torch.Generator] = {}
+        self._sampler = SlotSampler(seed)
         self._decoder = FastDecoder()
         self.obs_mode = cfg.variant
         self._word_index = {w: i + 2 for i, w in enumerate(cfg.words)}
@@ -225,15 +226,7 @@ class TinyPolicy(TrainablePolicy):
     def begin_episode(self, slot: int, instruction: str, episode_key: tuple = (), layout=None) -> None:
         """Sampling draws from one generator per slot, seeded by (policy seed, episode key): a sampled episode's
         actions do not depend on which other episodes share the batch or the worker."""
-        self._generators[slot] = _generator(self.seed, *episode_key)
-
-    def _sample(self, probs: torch.Tensor, slots: list[int]) -> torch.Tensor:
-        """One column per row [B] from probs [B, V], row b drawn with the generator of slots[b]."""
-        for s in slots:
-            if s not in self._generators:  # a slot used without begin_episode: seeded by the slot alone
-                self._generators[s] = _generator(self.seed, -1, s)
-        gens = [self._generators[s] for s in slots]
-        return torch.cat([torch.multinomial(probs[b], 1, generator=g) for b, g in enumerate(gens)])
+        self._sampler.begin(slot, episode_key)
 
     @torch.no_grad()
     def act(self, obs, instructions, slots, mode="greedy", temperature=1.0) -> PolicyOutput:
@@ -251,7 +244,7 @@ class TinyPolicy(TrainablePolicy):
                 column = logp.argmax(dim=-1)
             else:  # the behaviour policy is the tempered one: report its log-probs (the ratio's denominator)
                 logp = F.log_softmax(logits.float() / temperature, dim=-1)
-                column = self._sample(F.softmax(logits.float() / temperature, dim=-1), slots)
+                column = self._sampler.sample(F.softmax(logits.float() / temperature, dim=-1), slots)
             token = columns_to_tokens(column, self.cfg.vocab_mode)
             tokens.append(token)
             logprobs.append(logp.gather(1, column[:, None]).squeeze(1))
@@ -359,12 +352,6 @@ class TinyPolicy(TrainablePolicy):
 
 class CheckpointError(ValueError):
     """A tiny checkpoint that exists but cannot be read (corrupt, truncated, or not this model's)."""
-
-
-def _generator(*key: int) -> torch.Generator:
-    """A torch generator seeded from a tuple of non-negative or negative ints, stable across runs."""
-    words = [int(k) % 2**32 for k in key]
-    return torch.Generator().manual_seed(int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0]) >> 1)
 
 
 def lora_targets(model: nn.Module) -> list[str]:

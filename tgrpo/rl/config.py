@@ -14,7 +14,7 @@ from tgrpo.advantages import AdvantageConfig
 from tgrpo.losses import LossConfig
 from tgrpo.rewards.reward import RewardConfig
 from tgrpo.rl.critic import PPOConfig
-from tgrpo.rl.methods import MethodSpec, check_profile, get_method
+from tgrpo.rl.methods import MethodSpec, check_profile, get_method, method_names
 
 LOSS_PATHS = ("auto", "plain", "fused")
 
@@ -33,7 +33,7 @@ class RLConfig:
         (its registration in `tgrpo.rl.methods`); its critic takes the same schedule.
     micro_batch_rows None: rows per forward/backward inside one optimiser step (gradient accumulation); None
         takes the whole minibatch at once. Exact: the aggregation weights are computed once per group, so any
-        split gives the same gradient (a 7B group does not fit in one batch).
+        split gives the same gradient (a 7B group does not fit in one batch: the paper profile takes 16 rows).
     loss_path "auto": the fused log-prob + loss pass (`tgrpo.losses.fused_policy_loss`, Triton kernels) and the
         Triton advantage on CUDA, the plain torch path on a CPU (where the fused pass gains nothing at 256 or
         32064 columns and Triton cannot run). "plain" / "fused" force one.
@@ -41,7 +41,9 @@ class RLConfig:
     temperature 1.0: sampling from the policy itself. Lower values bring rollouts closer to greedy evaluation
         (docs/training.md, "Bug hunt"). At any T the behaviour, current and reference log-probs are all taken at T
         (log_softmax(logits / T)), so the ratio's denominator is the distribution the rollout drew from.
-    policy "tiny": the registered trainable policy (`tgrpo.policies`) the init checkpoint loads as.
+    policy "tiny": the registered trainable policy (`tgrpo.policies`) the init checkpoint loads as; the paper
+        profile sets "openvla" (its init checkpoint is a released OpenVLA fine-tune, loaded with the suite name as
+        un-normalisation key).
     lora_rank 32 / lora_alpha 16: OpenVLA's LIBERO fine-tunes (all linear layers).
     stop_rule "group": the paper's group stops at the step its first trajectory succeeds (all N cut to that
         length, `tgrpo.envs.rollout`); "independent" runs each trajectory to its own success or the horizon. Under
@@ -135,13 +137,18 @@ class RLConfig:
 
 def for_profile(profile: str, **kwargs) -> RLConfig:
     """smoke: two iterations on a 20-step horizon, 2 eval episodes (CI minutes), one of them a critic warm-up;
-    small: the tiny state policy on a CPU, about an hour per task and method; paper: OpenVLA-7B with the published
-    settings. The method's own overrides (`MethodSpec.overrides`) apply under the profile's."""
+    small: the tiny state policy on a CPU, about an hour per task and method; paper: OpenVLA-7B (`policy="openvla"`)
+    with the published settings. The method's own overrides (`MethodSpec.overrides`) apply under the profile's. A
+    preference method (dpo, grape) gets its own config (`tgrpo.rl.preference_config.for_profile`)."""
+    if kwargs.get("method") in method_names("preference"):
+        from tgrpo.rl.preference_config import for_profile as preference_profile
+
+        return preference_profile(profile, **kwargs)
     cfg = RLConfig(profile=profile, **kwargs)
     overrides = dict(cfg.spec.overrides) | {
         "smoke": {"iterations": 2, "max_steps": 20, "eval_episodes": 2, "lora_rank": 4, "lora_alpha": 8,
                   "ppo": replace(cfg.ppo, warmup_iterations=1)},
         "small": {"lr": 1e-4},
-        "paper": {},
+        "paper": {"policy": "openvla", "micro_batch_rows": 16},
     }[profile]
     return replace(cfg, **{k: v for k, v in overrides.items() if k not in kwargs})

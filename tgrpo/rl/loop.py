@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from tgrpo.advantages import compute_advantage, normalise_advantage
+from tgrpo.envs.libero_env import EpisodeStart
 from tgrpo.envs.protocol import Protocol
 from tgrpo.envs.rollout import GroupRollout, group_rollout
 from tgrpo.envs.workers import EnvSpec, WorkerPool
@@ -22,6 +23,7 @@ from tgrpo.jsonl import read_rows
 from tgrpo.losses import PolicyLossOutput, fused_policy_loss, get_policy_loss
 from tgrpo.policies.trainable import TrainablePolicy
 from tgrpo.provenance import provenance
+from tgrpo.rewards.reward import StageReward
 from tgrpo.rl.batch import GroupRows, flatten_steps
 from tgrpo.rl.config import RLConfig
 from tgrpo.rl.critic import Critic
@@ -189,19 +191,25 @@ class Trainer:
     def iteration_seed(self) -> int:
         return self.cfg.train_seed_base + self.cfg.seed * 100_003 + self.iteration
 
-    def collect(self, pool: WorkerPool, seed: int) -> dict:
-        """Fresh placement -> group rollout -> rewards [N, M] -> advantages [N, M]. With a critic (PPO) also its
-        values [N, M + 1] and the value targets [N, M] (raw GAE + values); the policy sees the GAE advantages
-        normalised by `cfg.ppo.advantage_norm`."""
+    def rollout(self, pool: WorkerPool, seed: int) -> tuple[EpisodeStart, GroupRollout]:
+        """A fresh training placement drawn with `seed` (never an official state) and the group's lock-step
+        rollout from it under `cfg.stop_rule`, sampling at the configured temperature."""
         cfg = self.cfg
         torch.manual_seed(seed)
         built = pool.ensure_many({0: self.spec})[0]
         if isinstance(built, Exception):
             raise RuntimeError(f"cannot build {cfg.suite} task {cfg.task_id}: {built}") from built  # noqa: TRY004
         start = pool.workers[0].call("sample_start", seed)  # objects and fixtures, shared by the group
-        rollout = group_rollout(pool, self.spec, self.policy, start, stop_rule=cfg.stop_rule,
-                                max_steps=cfg.max_steps, mode="sample", temperature=cfg.temperature,
-                                episode_key=(seed,))
+        return start, group_rollout(pool, self.spec, self.policy, start, stop_rule=cfg.stop_rule,
+                                    max_steps=cfg.max_steps, mode="sample", temperature=cfg.temperature,
+                                    episode_key=(seed,))
+
+    def collect(self, pool: WorkerPool, seed: int) -> dict:
+        """Fresh placement -> group rollout -> rewards [N, M] -> advantages [N, M]. With a critic (PPO) also its
+        values [N, M + 1] and the value targets [N, M] (raw GAE + values); the policy sees the GAE advantages
+        normalised by `cfg.ppo.advantage_norm`."""
+        cfg = self.cfg
+        _, rollout = self.rollout(pool, seed)
         rewards = self.rewards(rollout)
         device = self.policy.device  # on CUDA the estimator runs as the Triton kernel
         mask = torch.from_numpy(rollout.mask).to(device)
@@ -215,13 +223,20 @@ class Trainer:
 
     def rewards(self, rollout: GroupRollout) -> np.ndarray:
         """Per-step rewards [N, M]: the sparse 0/1 success (GRPO) or the task's dense stage reward (TGRPO)."""
-        from tgrpo.rewards import load_task_reward, sparse_rewards
+        from tgrpo.rewards import sparse_rewards
 
         if self.cfg.reward_kind == "sparse":
             return sparse_rewards(rollout.done, rollout.mask)
+        return self.stage_reward(rollout).rewards(rollout.privileged, rollout.done, rollout.mask,
+                                                  self.cfg.reward_config)
+
+    def stage_reward(self, rollout: GroupRollout) -> StageReward:
+        """The task's committed stage spec compiled for the rollout's privileged layout (loaded once)."""
+        from tgrpo.rewards import load_task_reward
+
         if self._reward is None:
             self._reward = load_task_reward(self.cfg.suite, self.cfg.task_id, rollout.layout)
-        return self._reward.rewards(rollout.privileged, rollout.done, rollout.mask, self.cfg.reward_config)
+        return self._reward
 
     def learn(self, group: dict, seed: int) -> dict:
         """The critic's value updates first, if the method has one (during its warm-up, the first
@@ -250,13 +265,20 @@ def group_metrics(group: dict) -> dict:
     returns = (rewards * rollout.mask).sum(axis=1)
     valid = advantages[torch.from_numpy(rollout.mask)]
     return {
-        "rollout/success_rate": float(rollout.success.mean()), "rollout/length_mean": float(rollout.length.mean()),
+        **rollout_metrics([rollout]),
         "rollout/return_mean": float(returns.mean()), "rollout/return_std": float(returns.std()),
-        "rollout/errors": sum(e is not None for e in rollout.errors),
-        "rollout/sim_warnings": sum(bool(w) for w in rollout.sim_warnings),
         "advantage/mean": float(valid.mean()), "advantage/std": float(valid.std()),
         "advantage/abs_max": float(valid.abs().max()),
     }
+
+
+def rollout_metrics(rollouts: list[GroupRollout]) -> dict:
+    """Success rate, mean length, crashed trajectories and MuJoCo warnings over one or more groups."""
+    success = np.concatenate([r.success for r in rollouts])
+    length = np.concatenate([r.length for r in rollouts])
+    return {"rollout/success_rate": float(success.mean()), "rollout/length_mean": float(length.mean()),
+            "rollout/errors": sum(e is not None for r in rollouts for e in r.errors),
+            "rollout/sim_warnings": sum(bool(w) for r in rollouts for w in r.sim_warnings)}
 
 
 def read_metrics(out: Path) -> list[dict]:

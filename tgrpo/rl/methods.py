@@ -1,8 +1,10 @@
 """Training methods and profiles by name: the one list the CLI, the configs and the harness derive from.
 
-A method is a family (how it trains: ``rl``, the online loop of `tgrpo.rl.loop`; ``sft``, behaviour cloning in
-`baselines.sft`) plus, for online RL, its advantage estimator (`tgrpo.advantages`), its reward and its policy loss
-(`tgrpo.losses`). New baselines register here by name; nothing else lists methods.
+A method is a family (how it trains: ``rl``, the online loop of `tgrpo.rl.loop`; ``preference``, rounds of
+collected preference pairs in `tgrpo.rl.preference`; ``sft``, behaviour cloning in `baselines.sft`) plus, for
+online RL, its advantage estimator (`tgrpo.advantages`), its reward and its policy loss (`tgrpo.losses`); for
+preference methods, its pairing rule (`tgrpo.rl.pairs`) and its preference loss (`tgrpo.preference_losses`).
+New baselines register here by name; nothing else lists methods.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ from dataclasses import dataclass
 from tgrpo.registry import Registry
 
 PROFILES: tuple[str, ...] = ("smoke", "small", "paper")
-FAMILIES = ("rl", "sft")
+FAMILIES = ("rl", "preference", "sft")
 REWARDS = ("dense", "sparse")
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One method. estimator / reward / policy_loss are registry names (None for supervised methods); value_loss
+    """One method. estimator / reward / policy_loss / pairing are registry names (None where the family has none;
+    a preference method's policy_loss names a preference loss, its pairing a `tgrpo.rl.pairs` rule); value_loss
     names a critic's loss (`tgrpo.losses.VALUE_LOSSES`) for methods that train a critic (`tgrpo.rl.critic`), else
-    None. overrides: (field, value) pairs of `RLConfig` this method changes from the defaults (an explicit value
-    still wins), each explained where the method is registered."""
+    None. overrides: (field, value) pairs of its run config (`RLConfig`, or `PreferenceConfig` for a preference
+    method) this method changes from the defaults (an explicit value still wins), each explained where the method
+    is registered."""
 
     name: str
     family: str
@@ -31,6 +35,7 @@ class MethodSpec:
     summary: str = ""
     value_loss: str | None = None
     overrides: tuple[tuple[str, object], ...] = ()
+    pairing: str | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -38,6 +43,8 @@ class MethodSpec:
         if self.family == "rl" and (self.estimator is None or self.reward not in REWARDS or not self.policy_loss):
             raise ValueError(f"method {self.name!r}: an rl method names an estimator, a reward "
                              f"({', '.join(REWARDS)}) and a policy loss")
+        if self.family == "preference" and not (self.pairing and self.policy_loss):
+            raise ValueError(f"method {self.name!r}: a preference method names a pairing rule and a loss")
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
@@ -65,6 +72,11 @@ def check_profile(profile: str) -> str:
     return profile
 
 
+def trains_per_task(name: str) -> bool:
+    """Online methods (RL and preference) train one policy per task from the SFT policy; SFT trains per suite."""
+    return get_method(name).family != "sft"
+
+
 register_method(MethodSpec("sft", "sft", summary="behaviour cloning on expert demonstrations (the RL start)"))
 # GRPO is the standard baseline: trajectory-level advantage on the sparse 0/1 success reward. The ablations keep
 # TGRPO's dense reward and drop one advantage level (the paper's ablation table).
@@ -77,3 +89,12 @@ register_method(MethodSpec("tgrpo-no-traj", "rl", "tgrpo-no-traj", "dense", "cli
 # minibatches are PPO2's defaults (noptepochs, nminibatches): more than one step per rollout, so the clip acts.
 register_method(MethodSpec("ppo", "rl", "gae", "dense", "clip-k3", "GAE from a learned critic, dense reward",
                            value_loss="clip-mse", overrides=(("epochs", 4), ("minibatches", 4))))
+# Preference baselines (the paper's OpenVLA-DPO and GRAPE rows): trajectory log-likelihoods, sigmoid loss against
+# the SFT reference; they differ in how a group of rollouts from one start becomes pairs. DPO is offline (one round
+# of the SFT policy's rollouts); GRAPE is iterative: the same 400 trajectories as 4 rounds of 25 groups, re-collected
+# with the updated policy (`tgrpo.rl.preference_config`).
+register_method(MethodSpec("dpo", "preference", policy_loss="sigmoid", pairing="success",
+                           summary="DPO on trajectories: success over failure from one start"))
+register_method(MethodSpec("grape", "preference", policy_loss="sigmoid", pairing="cost",
+                           summary="GRAPE: TPO over rounds, pairs ranked by a stage-spec cost",
+                           overrides=(("rounds", 4), ("groups_per_round", 25))))
