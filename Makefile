@@ -9,7 +9,7 @@ export PYOPENGL_PLATFORM ?= egl
 # EGL (Mesa llvmpipe on CPU machines) for the simulator's offscreen renderer.
 APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libglvnd0
 
-.PHONY: setup apt venv test test-slow test-kernels bench lint lock clean docker docker-smoke docker-ci fixture-tables \
+.PHONY: setup apt venv test test-slow test-ray test-kernels bench lint lock clean docker docker-smoke docker-ci fixture-tables \
 	reproduce check
 
 setup: apt venv
@@ -25,11 +25,11 @@ apt:
 venv:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q -c constraints.txt -e '.[test,ray]'
 
 test: lint
 	$(VENV)/bin/hadolint --failure-threshold error docker/Dockerfile
-	$(VENV)/bin/pytest -m "not slow and not gpu and not docker" -q
+	$(VENV)/bin/pytest -m "not slow and not gpu and not docker and not ray" -q
 
 # Triton kernels under Triton's CPU interpreter, in a process that never imports robosuite (see pyproject.toml).
 test-kernels:
@@ -39,15 +39,21 @@ test-kernels:
 test-slow:
 	$(VENV)/bin/pytest -m "slow" -q
 
+# The Ray executor against a real two-node Ray cluster on 127.0.0.1 (docs/scale-out.md): local and Ray results equal,
+# a worker node killed mid-run loses nothing.
+test-ray:
+	$(VENV)/bin/pytest -m ray -q tests/bench/test_reproduce_ray.py
+
 # Result regressions (docs/regression.md): rerun the regression set, compare with expected_results/regression/.
 # Exit 1 with a diff on a mismatch. Re-record (clean tree only) with `$(VENV)/bin/tgrpo-bench record`.
 check:
 	$(VENV)/bin/tgrpo-bench check
 
 # The reproduction pipeline (docs/reproduce.md): make reproduce SUITE=long [PROFILE=smoke|small] [METHODS=tgrpo,grpo]
-# [TASKS=0,3] [SEEDS=0,1] [SETTINGS="a1=0.1,a2=0.9;a1=0.5,a2=0.5"] [STORE=results/reproduce] [DRY_RUN=1].
-# Rerunning skips finished stages and resumes a killed one. SETTINGS: RL config overrides, one RL stage per
-# ';'-separated setting (a sweep).
+# [TASKS=0,3] [SEEDS=0,1] [SETTINGS="a1=0.1,a2=0.9;a1=0.5,a2=0.5"] [STORE=results/reproduce] [DRY_RUN=1]
+# [EXECUTOR=ray [ADDRESS=host:port]]. Rerunning skips finished stages and resumes a killed one. SETTINGS: RL config
+# overrides, one RL stage per ';'-separated setting (a sweep). EXECUTOR=ray: stages as Ray tasks on a cluster
+# (docs/scale-out.md).
 SUITE ?=
 PROFILE ?= smoke
 reproduce:
@@ -55,7 +61,8 @@ reproduce:
 	$(VENV)/bin/tgrpo-bench reproduce --suite $(SUITE) --profile $(PROFILE) $(if $(METHODS),--methods $(METHODS)) \
 	  $(if $(STORE),--store $(STORE)) \
 	  $(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS)) \
-	  $(foreach s,$(subst ;, ,$(SETTINGS)),--setting $(s)) $(if $(DRY_RUN),--dry-run)
+	  $(foreach s,$(subst ;, ,$(SETTINGS)),--setting $(s)) $(if $(DRY_RUN),--dry-run) \
+	  $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS))
 
 # Speed targets are benchmarks, never timed tests; reports land in results/bench/ (copy figures into docs/).
 bench:

@@ -2,6 +2,7 @@
 
     tgrpo-bench reproduce --suite long --profile smoke
     tgrpo-bench reproduce --suite object --profile small --methods tgrpo,grpo --tasks 1,6,8 --seeds 0,1 --dry-run
+    tgrpo-bench reproduce --suite object --executor ray --address 10.0.0.1:6379   # on a Ray cluster
 
 Rerunning the same command skips finished stages and resumes a killed one; exit code 1 when a stage failed.
 """
@@ -37,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", type=Path, default=Path("results/reproduce"),
                         help="run store root (default results/reproduce: the /results volume in the container)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan with estimates; run nothing")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local (default): stages one after another here; ray: each stage a Ray task on a "
+                             "cluster, independent stages side by side (needs '.[ray]'; docs/scale-out.md)")
+    parser.add_argument("--address", default=None,
+                        help="the Ray cluster's head, host:port (with --executor ray; default: RAY_ADDRESS, a "
+                             "cluster started on this machine, else a new one-node Ray here)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -64,10 +71,18 @@ def run(args: argparse.Namespace) -> int:
                           tuple(args.seeds) if args.seeds is not None else None, settings, args.checkpoint,
                           args.eval_episodes)
         store = RunStore(args.store)
+        if args.address is not None and args.executor != "ray":
+            raise ValueError("--address needs --executor ray")
+        cluster = _join_cluster(args.address, plan, store) if args.executor == "ray" and not args.dry_run else None
         print(describe_plan(plan, store), file=sys.stderr if not args.dry_run else sys.stdout)
         if args.dry_run:
             return 0
-        outcome = execute(plan, store, progress=not args.no_progress)
+        if cluster is not None:
+            from bench.reproduce.ray_executor import execute_ray
+
+            outcome = execute_ray(cluster, plan, store, progress=not args.no_progress)
+        else:
+            outcome = execute(plan, store, progress=not args.no_progress)
     except (ValueError, StoreError) as err:
         raise UsageError(str(err)) from err
     swept = sorted({key for setting in settings for key in setting})  # a sweep's report does not overwrite others
@@ -82,6 +97,15 @@ def run(args: argparse.Namespace) -> int:
     for stage in outcome.blocked:
         print(f"BLOCKED {stage.kind} {stage.name}: an input stage failed", file=sys.stderr)
     return 0 if outcome.ok and compared else 1
+
+
+def _join_cluster(address: str | None, plan: list, store):
+    """The `ray` module joined to the cluster, refusing up front (one line) a stage that no node can hold."""
+    from bench.reproduce.ray_executor import check_fits, connect
+
+    ray = connect(address)
+    check_fits(ray, [s for s in plan if not store.is_done(s)])
+    return ray
 
 
 def _compare(specs: list[str], profile: str, out: Path) -> bool:

@@ -1,8 +1,11 @@
-"""Walk a plan: skip finished stages, run the rest in order, isolate failures, show one progress line with an ETA
-across the whole matrix, and write the report."""
+"""Walk a plan: skip finished stages, run the rest once their inputs finished, isolate failures, show one progress
+line with an ETA across the whole matrix. `Walk` holds that bookkeeping for every executor; `execute` is the local
+one (stages one after another in this process), `bench.reproduce.ray_executor` the cluster one."""
 
 from __future__ import annotations
 
+import os
+import platform
 import sys
 import time
 import traceback
@@ -39,41 +42,80 @@ def describe_plan(plan: list[Stage], store: RunStore) -> str:
     return f"{table}\n\n{len(plan)} stages; to run: about {_duration(todo_s)} on a 2-core CPU (estimate)"
 
 
-def execute(plan: list[Stage], store: RunStore, progress: bool = True, runner=run_stage) -> Outcome:
-    """Run every unfinished stage whose inputs finished; a failure is recorded and its dependents are blocked."""
-    outcome = Outcome()
-    remaining_s = sum(0 if store.is_done(s) else s.estimate_s for s in plan)
-    started = time.monotonic()
-    bad: set[str] = set()
-    for index, stage in enumerate(plan, 1):
-        if store.is_done(stage):
-            outcome.skipped.append(stage)
-            continue
-        if any(s.key in bad for s in stage.inputs):
-            outcome.blocked.append(stage)
-            bad.add(stage.key)
-            remaining_s -= stage.estimate_s
-            continue
-        if progress:
-            elapsed = time.monotonic() - started
-            print(f"[{index}/{len(plan)}] {stage.kind} {stage.name}: elapsed {_duration(elapsed)}, "
-                  f"ETA {_duration(max(remaining_s, 0))}", file=sys.stderr, flush=True)
-        directory = store.begin(stage, provenance(stage=stage.kind, config=stage.config))
-        t0 = time.monotonic()
-        try:
-            result = runner(stage, directory, {s.kind: store.path(s) for s in stage.inputs}, progress)
-        except KeyboardInterrupt:
-            raise
-        except Exception as err:  # noqa: BLE001 (a stage's failure is recorded, the independent rest goes on)
-            (directory / "error.log").write_text(traceback.format_exc())
-            store.fail(stage, f"{type(err).__name__}: {err}", time.monotonic() - t0)
-            outcome.failed.append((stage, f"{type(err).__name__}: {err}"))
-            bad.add(stage.key)
+class Walk:
+    """One pass over a plan, whatever runs the stages: which stages may start, which finished, failed or are blocked
+    behind a failure, and the progress line. The ETA is the estimate of every stage not yet finished, run one after
+    another (a cluster running stages side by side beats it)."""
+
+    def __init__(self, plan: list[Stage], store: RunStore, progress: bool) -> None:
+        self.plan, self.progress, self.outcome = plan, progress, Outcome()
+        self.pending = [s for s in plan if not store.is_done(s)]
+        self.outcome.skipped = [s for s in plan if s not in self.pending]
+        self.finished = {s.key for s in self.outcome.skipped}
+        self.bad: set[str] = set()
+        self.remaining_s = sum(s.estimate_s for s in self.pending)
+        self.started = time.monotonic()
+
+    def ready(self) -> list[Stage]:
+        """Stages whose inputs all finished, in plan order; a stage behind a failed input is blocked on the way."""
+        ready = []
+        for stage in list(self.pending):
+            if any(s.key in self.bad for s in stage.inputs):
+                self.pending.remove(stage)
+                self.outcome.blocked.append(stage)
+                self.bad.add(stage.key)
+                self.remaining_s -= stage.estimate_s
+            elif all(s.key in self.finished for s in stage.inputs):
+                ready.append(stage)
+        return ready
+
+    def start(self, stage: Stage) -> None:
+        self.pending.remove(stage)
+        if self.progress:
+            print(f"[{self.plan.index(stage) + 1}/{len(self.plan)}] {stage.kind} {stage.name}: elapsed "
+                  f"{_duration(time.monotonic() - self.started)}, ETA {_duration(max(self.remaining_s, 0))}",
+                  file=sys.stderr, flush=True)
+
+    def end(self, stage: Stage, error: str | None) -> None:
+        """Record a started stage's end: `error` None when it finished."""
+        if error is None:
+            self.outcome.done.append(stage)
+            self.finished.add(stage.key)
         else:
-            store.finish(stage, result, time.monotonic() - t0)
-            outcome.done.append(stage)
-        remaining_s -= stage.estimate_s
-    return outcome
+            self.outcome.failed.append((stage, error))
+            self.bad.add(stage.key)
+        self.remaining_s -= stage.estimate_s
+
+
+def run_recorded(stage: Stage, store: RunStore, runner, progress: bool, where: dict) -> str | None:
+    """Run one stage in its store directory (resuming what an earlier attempt left there) and record it: the attempt
+    (`where` it ran), then done with its result or failed with its error (traceback in `error.log`). Returns None
+    when it finished, else the one-line error."""
+    attempts = store.add_attempt(stage, where)
+    directory = store.begin(stage, provenance(stage=stage.kind, config=stage.config), attempts)
+    t0 = time.monotonic()
+    try:
+        result = runner(stage, directory, {s.kind: store.path(s) for s in stage.inputs}, progress)
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # noqa: BLE001 (a stage's failure is recorded, the independent rest goes on)
+        (directory / "error.log").write_text(traceback.format_exc())
+        error = f"{type(err).__name__}: {err}"
+        store.fail(stage, error, time.monotonic() - t0)
+        return error
+    store.finish(stage, result, time.monotonic() - t0)
+    return None
+
+
+def execute(plan: list[Stage], store: RunStore, progress: bool = True, runner=run_stage) -> Outcome:
+    """Run every unfinished stage whose inputs finished, in plan order, in this process; a failure is recorded and
+    its dependents are blocked."""
+    walk = Walk(plan, store, progress)
+    where = {"executor": "local", "host": platform.node(), "pid": os.getpid()}
+    while ready := walk.ready():
+        walk.start(ready[0])
+        walk.end(ready[0], run_recorded(ready[0], store, runner, progress, where))
+    return walk.outcome
 
 
 def _duration(seconds: float) -> str:

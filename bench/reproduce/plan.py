@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.reproduce.settings import check_for_method, label, rl_kwargs
-from bench.reproduce.store import Stage
+from bench.reproduce.store import Resources, Stage
 from tgrpo.envs.protocol import INIT_STATES_PER_TASK, MAX_POLICY_STEPS, TASKS_PER_SUITE
 from tgrpo.rl.methods import get_method, method_names, trains_per_task
 
@@ -63,6 +63,19 @@ PROFILE_SETTINGS = {
     "paper": ProfileSettings(0, "none", None, 50, tuple(range(TASKS_PER_SUITE)), ("tgrpo", "grpo"), (0,),
                              policy="openvla"),
 }
+# What each stage asks of a cluster node (`--executor ray`, docs/scale-out.md), per profile and stage kind; the local
+# executor ignores it. smoke: one CPU per stage, so a cluster of 1-CPU nodes (the test's) places every stage; small:
+# the processes a stage keeps busy (2 demo workers, 2 evaluation workers; SFT is one torch thread); the tiny state
+# policy needs no GPU. paper: one GPU per OpenVLA-7B stage (bfloat16 weights, 15 GB; a LoRA update peaks at up to
+# 40 GB, docs/openvla.md). memory_gb, so that a node takes no more stages than its memory holds: smoke above the
+# 1.46 GB peak resident memory measured for its pipeline (docs/scale-out.md); small and paper are unmeasured margins
+# (small: 500 demonstrations and longer episodes; paper: the 15 GB checkpoint read through host memory).
+RESOURCES = {
+    "smoke": {kind: Resources(cpus=1, memory_gb=2) for kind in ("demos", "sft", "eval", "rl")},
+    "small": {"demos": Resources(cpus=2, memory_gb=4), "sft": Resources(cpus=1, memory_gb=4),
+              "eval": Resources(cpus=2, memory_gb=4), "rl": Resources(cpus=2, memory_gb=4)},
+    "paper": {kind: Resources(cpus=4, gpus=1, memory_gb=32) for kind in ("eval", "rl")},
+}
 DEMO_ACTION_NOISE = 0.1  # noise injection (docs/training.md: DART-style labels; the committed SFT tables use it)
 
 
@@ -96,7 +109,8 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
     if "sft" in methods or rl_methods:  # one stage per task: another task selection reuses them
         plan.extend(Stage("eval", f"sft-{suite}-t{task}-{profile}", {"suite": suite, "tasks": [task],
                                                                      "episodes": p.eval_episodes, **source},
-                          upstream, code["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * horizon)
+                          upstream, code["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * horizon,
+                          RESOURCES[profile]["eval"])
                     for task in tasks)
     for setting in settings:
         rl_s = _rl_estimate_s(profile, suite, setting)
@@ -110,7 +124,7 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
                         config["settings"] = setting
                     plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}{label(setting)}", config,
                                       upstream, code["rl"],
-                                      rl_s + EVAL_S_PER_EPISODE * p.eval_episodes * horizon))
+                                      rl_s + EVAL_S_PER_EPISODE * p.eval_episodes * horizon, RESOURCES[profile]["rl"]))
     return plan
 
 
@@ -120,11 +134,13 @@ def _tiny_sft(suite: str, profile: str, p: ProfileSettings, tasks: tuple[int, ..
     demos = Stage("demos", suite, {"suite": suite, "tasks": list(demo_tasks), "per_task": p.demos_per_task,
                                     "action_noise": DEMO_ACTION_NOISE, "seed": 0, "episode_start": "restore"},
                   code=CODE["demos"],
-                  estimate_s=STAGE_OVERHEAD_S + DEMO_S * p.demos_per_task * len(demo_tasks) * horizon)
+                  estimate_s=STAGE_OVERHEAD_S + DEMO_S * p.demos_per_task * len(demo_tasks) * horizon,
+                  resources=RESOURCES[profile]["demos"])
     sft = Stage("sft", f"{suite}-{profile}", {"suite": suite, "profile": profile, "variant": "state",
                                                "epochs": p.sft_epochs, "seed": 0},
                 (demos,), CODE["sft"],
-                SFT_S_PER_DEMO_EPOCH * p.demos_per_task * len(demo_tasks) * (p.sft_epochs or _sft_epochs(profile)))
+                SFT_S_PER_DEMO_EPOCH * p.demos_per_task * len(demo_tasks) * (p.sft_epochs or _sft_epochs(profile)),
+                RESOURCES[profile]["sft"])
     return [demos, sft], (sft,), {"obs": "state"}, CODE
 
 

@@ -24,6 +24,16 @@ class StoreError(ValueError):
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What one stage asks of the machine that runs it (a cluster executor's scheduling request; the local executor
+    runs stages one after another and ignores it). `memory_gb` 0: no memory request."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_gb: float = 0.0
+
+
+@dataclass(frozen=True)
 class Stage:
     """One node of the plan. `config` is plain JSON data; `inputs` name the stages whose outputs it reads."""
 
@@ -33,6 +43,7 @@ class Stage:
     inputs: tuple[Stage, ...] = ()
     code: tuple[str, ...] = ()  # source directories / files (repo-relative) whose content the output depends on
     estimate_s: float = 0.0
+    resources: Resources = Resources()  # not in the key: where a stage runs does not change its output
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,11 +99,22 @@ class RunStore:
         record = self.record(stage)
         return record is not None and record["status"] == "done"
 
-    def begin(self, stage: Stage, provenance: dict) -> Path:
+    def begin(self, stage: Stage, provenance: dict, attempts: list[dict] | None = None) -> Path:
+        """Mark the stage running; `attempts` (where each run of it in this directory started) go into the record."""
         directory = self.path(stage)
         directory.mkdir(parents=True, exist_ok=True)
-        self._write(stage, {"status": "running", "started_utc": _now(), "provenance": provenance})
+        self._write(stage, {"status": "running", "started_utc": _now(), "provenance": provenance,
+                            **({"attempts": attempts} if attempts is not None else {})})
         return directory
+
+    def add_attempt(self, stage: Stage, where: dict) -> list[dict]:
+        """Append one attempt (`where`: the host or cluster node running it) to the stage's `attempts.jsonl`, which
+        survives a node that dies mid-stage; returns every attempt so far, this one last."""
+        file = self.path(stage) / "attempts.jsonl"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with file.open("a") as stream:
+            stream.write(json.dumps({**where, "started_utc": _now()}, sort_keys=True) + "\n")
+        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
     def finish(self, stage: Stage, result: dict, wall_s: float) -> None:
         record = self.record(stage) or {}

@@ -88,6 +88,24 @@ def test_failure_is_recorded_dependents_blocked_and_the_rest_runs(tmp_path):
     assert [s.name for s in outcome.skipped] == ["a", "d"]
 
 
+def test_the_local_executor_records_each_attempt_and_never_imports_ray(tmp_path):
+    """A stage run twice (failed, then rerun) carries both attempts; the local path leaves Ray unimported."""
+    code = f"""
+import json, os, sys
+from bench.reproduce.execute import execute
+from bench.reproduce.store import RunStore, Stage
+store, stage = RunStore({str(tmp_path)!r}), Stage("demos", "a", {{}})
+def fail(s, d, i, p):
+    raise RuntimeError("no")
+execute([stage], store, progress=False, runner=fail)
+execute([stage], store, progress=False, runner=lambda s, d, i, p: {{}})
+print(json.dumps([store.record(stage)["attempts"], os.getpid(), "ray" in sys.modules]))
+"""
+    attempts, pid, imported = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                        check=True).stdout)
+    assert [(a["executor"], a["pid"]) for a in attempts] == [("local", pid)] * 2 and not imported
+
+
 def test_inputs_reach_the_runner_as_their_directories(tmp_path):
     store, plan, seen = RunStore(tmp_path), _chain(), {}
     execute(plan, store, progress=False, runner=lambda s, d, i, p: seen.setdefault(s.name, i) and {})
@@ -115,6 +133,15 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path):
                               check=False)
         lines = [ln for ln in proc.stderr.splitlines() if "robosuite" not in ln.lower()]
         assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, (args, proc.stderr)
+
+
+def test_an_unreachable_ray_cluster_is_refused_with_one_line(tmp_path):
+    """Port 1 on 127.0.0.1 refuses connections: exit 2 before any stage (one line also when Ray is not installed)."""
+    proc = subprocess.run([*CLI, "--suite", "object", "--store", str(tmp_path), "--executor", "ray", "--address",
+                           "127.0.0.1:1"], capture_output=True, text=True, check=False, timeout=120)
+    lines = [ln for ln in proc.stderr.splitlines() if "robosuite" not in ln.lower()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "Ray" in lines[0] and not list(tmp_path.iterdir())
 
 
 def test_dry_run_shows_cached_stages(tmp_path):
