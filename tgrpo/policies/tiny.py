@@ -24,7 +24,7 @@ from tgrpo.policies import action_tokenizer as at
 from tgrpo.policies.base import DECODE_MODES, PolicyOutput
 from tgrpo.policies.sampling import SlotSampler
 from tgrpo.policies.tiny_decode import FastDecoder
-from tgrpo.policies.trainable import TrainablePolicy, checkpoint_sha256, effective_weight
+from tgrpo.policies.trainable import TrainablePolicy, checkpoint_sha256, effective_weight, write_origin
 
 PAD, UNK = 0, 1
 VARIANTS = ("state", "image")
@@ -312,8 +312,9 @@ class TinyPolicy(TrainablePolicy):
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), directory / "model.pt")
         meta = {"config": asdict(self.cfg), "norm_stats": self.stats.to_dict(),
-                "state_stats": asdict(self.state_stats) if self.state_stats is not None else None, **(extra or {})}
+                "state_stats": asdict(self.state_stats) if self.state_stats is not None else None}
         (directory / "policy.json").write_text(json.dumps(meta, indent=2))
+        write_origin(directory, extra)
         return checkpoint_sha256(directory)
 
     def export_merged(self, directory: Path, extra: dict | None = None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,22 @@ import torch
 
 from tgrpo.policies.base import Policy
 
+ORIGIN_FILE = "origin.json"  # where a checkpoint came from (run config, paths, epoch): not part of its identity
+
+
+def write_origin(directory: Path, origin: dict | None) -> None:
+    """Record where a checkpoint came from beside it, outside its content hash (`ORIGIN_FILE`)."""
+    if origin:
+        (Path(directory) / ORIGIN_FILE).write_text(json.dumps(origin, indent=2, default=str))
+
 
 def checkpoint_sha256(directory: Path) -> str:
-    """Content hash of a checkpoint directory: sha256 over its files' relative paths and bytes, in sorted order
-    (a checkpoint is identified by what it holds, not by where it lies)."""
+    """Content hash of a checkpoint directory: sha256 over its files' relative paths and bytes, in sorted order,
+    `ORIGIN_FILE` excepted (a checkpoint is identified by what it holds, not by where it lies or which run wrote
+    it: the same weights written under two run stores hash alike)."""
     directory = Path(directory)
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != ORIGIN_FILE):
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

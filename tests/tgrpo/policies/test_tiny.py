@@ -140,3 +140,25 @@ def test_sampled_actions_depend_on_the_episode_not_on_the_batch():
     for b, a in zip(batched, alone, strict=True):
         np.testing.assert_array_equal(a[0], b[1])
     assert not np.array_equal(batched[0][0], batched[0][1]) or not np.array_equal(batched[1][0], batched[1][1])
+
+
+def test_checkpoint_hash_ignores_where_it_came_from_but_not_its_weights(tmp_path):
+    """The same weights saved by two runs (other paths and epochs in origin.json) hash alike; one changed weight
+    does not."""
+    import json
+
+    import torch
+
+    from tgrpo.policies import action_tokenizer as at
+    from tgrpo.policies.tiny import TinyConfig, TinyPolicy, TinyVLA
+
+    torch.manual_seed(0)
+    cfg = TinyConfig(state_dim=8, d_model=16, n_layers=1, words=["pick", "up"])
+    policy = TinyPolicy(TinyVLA(cfg), cfg, at.NormStats((-1.0,) * 6 + (0.0,), (1.0,) * 6 + (1.0,)))
+    a = policy.save(tmp_path / "store_a" / "best", {"sft_config": {"out_dir": "/store/a"}, "epoch": 3})
+    b = policy.save(tmp_path / "store_b" / "best", {"sft_config": {"out_dir": "/elsewhere/b"}, "epoch": 7})
+    assert a == b
+    assert json.loads((tmp_path / "store_b" / "best" / "origin.json").read_text())["epoch"] == 7
+    with torch.no_grad():
+        next(policy.model.parameters()).view(-1)[0] += 1.0
+    assert policy.save(tmp_path / "store_c" / "best") != a

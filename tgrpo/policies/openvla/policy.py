@@ -26,7 +26,7 @@ from tgrpo.policies.openvla.decoding import decode_actions
 from tgrpo.policies.openvla.model import ATTENTION, OpenVLAModel
 from tgrpo.policies.openvla.processor import PromptEncoder, pixel_values
 from tgrpo.policies.sampling import SlotSampler
-from tgrpo.policies.trainable import TrainablePolicy, checkpoint_sha256, effective_weight
+from tgrpo.policies.trainable import TrainablePolicy, checkpoint_sha256, effective_weight, write_origin
 
 ADAPTERS = "lora_adapters.safetensors"
 ADAPTER_CONFIG = "lora_adapters.json"
@@ -222,8 +222,8 @@ class OpenVLAPolicy(TrainablePolicy):
 
     # ----- persistence
     def _write(self, directory: Path, state: dict[str, torch.Tensor], extra: dict | None) -> str:
-        config = {**self.raw_config, **({"tgrpo": extra} if extra else {})}
-        ck.write_checkpoint(state, self.net.cfg, directory, config, self.prompts.tokenizer_json)
+        ck.write_checkpoint(state, self.net.cfg, directory, self.raw_config, self.prompts.tokenizer_json)
+        write_origin(directory, extra)
         return checkpoint_sha256(directory)
 
     def save(self, directory: Path, extra: dict | None = None) -> str:

@@ -25,5 +25,5 @@ def test_one_tgrpo_iteration_with_openvla(tiny_checkpoint, tmp_path):
     assert provenance["policy"]["unnorm_key"] == "libero_object_no_noops"
     assert provenance["obs"]["center_crop"] is True and provenance["obs"]["mode"] == "image"
     exported = OpenVLAPolicy.load(record.policy_dir, settings=OpenVLASettings(unnorm_key="libero_object"))
-    assert json.loads((record.policy_dir / "config.json").read_text())["tgrpo"]["rl_run"]["iteration"] == 1
+    assert json.loads((record.policy_dir / "origin.json").read_text())["rl_run"]["iteration"] == 1
     assert exported.unnorm_key == "libero_object_no_noops"
