@@ -6,6 +6,7 @@
 # compare/ours_rows.json into expected_results/ours/ when a part finishes, and commit.
 # Estimated cost on the 2-core CPU (`DRY_RUN=1` prints it per stage): about 20 CPU-hours in all.
 set -euo pipefail
+cd "$(dirname "$0")/../.."
 STORE=${STORE:-results/reproduce}
 run() { make reproduce PROFILE=small "$@" STORE="$STORE"; }
 
