@@ -4,11 +4,12 @@
 # keyed by config and code: a code change under an RL stage's sources reruns that stage). Reports land in
 # $STORE/<suite>-small[-<swept keys>]/; copy report.md, report.json and compare/ into docs/results/small/ and
 # compare/ours_rows.json into expected_results/ours/ when a part finishes, and commit.
-# Estimated cost on the 2-core CPU (`DRY_RUN=1` prints it per stage): about 20 CPU-hours in all.
+# Estimated cost on the 2-core CPU: about 20 CPU-hours in all (`DRY_RUN=1 bash docs/results/small_profile.sh` prints
+# the plans up to the first task rule, which needs the finished SFT evaluations).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STORE=${STORE:-results/reproduce}
-run() { make reproduce PROFILE=small "$@" STORE="$STORE"; }
+run() { make reproduce PROFILE=small "$@" STORE="$STORE" ${DRY_RUN:+DRY_RUN=1}; }
 
 # 0. Object: SFT on all 10 tasks, evaluated on 50 official states each (~2 h); then TGRPO and GRPO on the tasks of
 #    the landed tables (1, 6, 8), seeds 0 and 1 (~6 h): the regenerated RL table, with rows and provenance.
