@@ -82,8 +82,8 @@ DEMO_ACTION_NOISE = 0.1  # noise injection (docs/training.md: DART-style labels;
 def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None, tasks: tuple[int, ...] | None = None,
                seeds: tuple[int, ...] | None = None, settings: tuple[dict, ...] = ({},),
                checkpoint: Path | None = None, eval_episodes: int | None = None) -> list[Stage]:
-    """Stages in dependency order; one RL stage per (method, task, seed, setting). `settings` are normalised RL
-    overrides (`bench.reproduce.settings`). ValueError for an unknown method, a profile without settings, a bad
+    """Stages in dependency order; one RL stage per (method, task, seed, setting), ordered by setting, seed, task,
+    then method. `settings` are normalised RL overrides (`bench.reproduce.settings`). ValueError for an unknown method, a profile without settings, a bad
     task, or an OpenVLA profile without `checkpoint` (the released fine-tune it starts from). `eval_episodes`
     replaces the profile's evaluation episodes (the first N official states; a quick check, not the protocol)."""
     if profile not in PROFILE_SETTINGS:
@@ -116,8 +116,11 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
         rl_s = _rl_estimate_s(profile, suite, setting)
         for method in rl_methods:
             check_for_method(profile, method, setting)
+        # seed-major, then task, then method: a run cut short holds paired comparisons (every method on the same
+        # task and seed) before it holds more seeds of one method
+        for seed in seeds:
             for task in tasks:
-                for seed in seeds:
+                for method in rl_methods:
                     config = {"method": method, "suite": suite, "task": task, "seed": seed, "profile": profile,
                               "eval_episodes": p.eval_episodes, **{k: v for k, v in source.items() if k != "obs"}}
                     if setting:  # absent for the defaults: their keys stay those of a run without settings

@@ -31,11 +31,19 @@ def test_plan_has_every_stage_and_stable_keys():
     assert len(set(_keys(plan).values())) == len(plan)
 
 
+def test_rl_stages_run_seed_by_seed_with_every_method_beside_each_task():
+    """A run cut short holds paired comparisons (both methods on one task and seed) before it holds a second seed."""
+    rl = [s for s in build_plan("libero_object", "smoke", ("tgrpo", "grpo"), (1, 6), (0, 1)) if s.kind == "rl"]
+    assert [(s.config["seed"], s.config["task"], s.config["method"]) for s in rl] == [
+        (0, 1, "tgrpo"), (0, 1, "grpo"), (0, 6, "tgrpo"), (0, 6, "grpo"),
+        (1, 1, "tgrpo"), (1, 1, "grpo"), (1, 6, "tgrpo"), (1, 6, "grpo")]
+
+
 def test_preference_methods_get_one_training_and_evaluation_stage_each():
     plan = build_plan("libero_object", "smoke", ("dpo", "grape"), (1, 6), (0,))
     rl = [s for s in plan if s.kind == "rl"]
     assert [s.kind for s in plan[:3]] == ["demos", "sft", "eval"]  # the SFT baseline's evaluation too
-    assert [(s.config["method"], s.config["task"]) for s in rl] == [("dpo", 1), ("dpo", 6), ("grape", 1), ("grape", 6)]
+    assert [(s.config["method"], s.config["task"]) for s in rl] == [("dpo", 1), ("grape", 1), ("dpo", 6), ("grape", 6)]
     assert "tgrpo/preference_losses.py" in rl[0].code
 
 
