@@ -3,6 +3,7 @@
     tgrpo-bench reproduce --suite long --profile smoke
     tgrpo-bench reproduce --suite object --profile small --methods tgrpo,grpo --tasks 1,6,8 --seeds 0,1 --dry-run
     tgrpo-bench reproduce --suite object --executor ray --address 10.0.0.1:6379   # on a Ray cluster
+    tgrpo-bench reproduce --suite object --profile small --report-only   # what is finished so far, while it runs
 
 Rerunning the same command skips finished stages and resumes a killed one; exit code 1 when a stage failed.
 """
@@ -38,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", type=Path, default=Path("results/reproduce"),
                         help="run store root (default results/reproduce: the /results volume in the container)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan with estimates; run nothing")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing; write the report, curves and comparison of the stages finished so far "
+                             "(the unfinished ones listed), e.g. while a long run is still going")
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="local (default): stages one after another here; ray: each stage a Ray task on a "
                              "cluster, independent stages side by side (needs '.[ray]'; docs/scale-out.md)")
@@ -48,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.reproduce.execute import describe_plan, execute
+    from bench.reproduce.execute import Outcome, describe_plan, execute
     from bench.reproduce.plan import build_plan
     from bench.reproduce.report import compare_specs, plot_learning_curves, write_report
     from bench.reproduce.settings import normalise, parse_setting
@@ -73,11 +77,16 @@ def run(args: argparse.Namespace) -> int:
         store = RunStore(args.store)
         if args.address is not None and args.executor != "ray":
             raise ValueError("--address needs --executor ray")
-        cluster = _join_cluster(args.address, plan, store) if args.executor == "ray" and not args.dry_run else None
+        if args.dry_run and args.report_only:
+            raise ValueError("--dry-run and --report-only exclude each other")
+        runs = not (args.dry_run or args.report_only)
+        cluster = _join_cluster(args.address, plan, store) if args.executor == "ray" and runs else None
         print(describe_plan(plan, store), file=sys.stderr if not args.dry_run else sys.stdout)
         if args.dry_run:
             return 0
-        if cluster is not None:
+        if args.report_only:
+            outcome = Outcome()
+        elif cluster is not None:
             from bench.reproduce.ray_executor import execute_ray
 
             outcome = execute_ray(cluster, plan, store, progress=not args.no_progress)

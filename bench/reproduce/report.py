@@ -30,19 +30,30 @@ def report_rows(plan: list[Stage], store: RunStore) -> list[dict]:
     return sorted(rows, key=lambda r: (r["task"], r["method"] != "sft", r["method"], r["setting"], r["seed"]))
 
 
+def unfinished(plan: list[Stage], store: RunStore) -> list[str]:
+    """The directories of the plan's evaluation and RL stages that have no finished record (yet): their rows are
+    missing from the report."""
+    return [s.dir_name for s in plan if s.kind in ("eval", "rl") and not store.is_done(s)]
+
+
 def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> str:
-    """report.md and report.json (rows with the provenance block) under `out`; returns the markdown."""
+    """report.md and report.json (rows with the provenance block, and the stages whose rows are still missing)
+    under `out`; returns the markdown."""
     from tabulate import tabulate
 
-    rows = report_rows(plan, store)
+    rows, missing = report_rows(plan, store), unfinished(plan, store)
     table = tabulate([[r["task"], r["method"], r["setting"], r["seed"], f"{r['successes']}/{r['episodes']}",
                        f"{100 * r['rate']:.1f}", f"[{100 * r['wilson95'][0]:.1f}, {100 * r['wilson95'][1]:.1f}]",
                        f"`{r['stage']}`"] for r in rows],
                      headers=["task", "method", "setting", "seed", "successes", "success %", "Wilson 95% CI", "stage"],
                      tablefmt="github")
+    if missing:
+        table += (f"\n\nUnfinished: {len(missing)} of {sum(s.kind in ('eval', 'rl') for s in plan)} evaluation and RL "
+                  f"stages have no rows yet (rerun the same command to finish them): "
+                  + ", ".join(f"`{name}`" for name in missing))
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(table + "\n")
-    (out / "report.json").write_text(json.dumps({"provenance": block, "rows": rows}, indent=2))
+    (out / "report.json").write_text(json.dumps({"provenance": block, "rows": rows, "unfinished": missing}, indent=2))
     return table
 
 

@@ -135,7 +135,7 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path):
              ["--suite", "object", "--seeds", "-1"], ["--suite", "object", "--setting", "a1=x"],
              ["--suite", "object", "--setting", "bogus=1"], ["--suite", "object", "--setting", "seed=3"],
              ["--suite", "object", "--setting", "a1"], ["--suite", "object", "--setting", "loss.clip_eps=1.5"],
-             ["--suite", "object", "--setting", "stop_rule=never"]]
+             ["--suite", "object", "--setting", "stop_rule=never"], ["--suite", "object", "--report-only"]]
     for args in cases:
         proc = subprocess.run([*CLI, *args, "--store", str(tmp_path), "--dry-run"], capture_output=True, text=True,
                               check=False)
@@ -194,3 +194,28 @@ def test_smoke_pipeline_killed_mid_stage_resumes_without_redoing_finished_stages
             assert after[name]["finished_utc"] == record["finished_utc"], name  # not redone
     assert all(r["status"] == "done" for r in after.values()) and len(after) == 4
     assert (tmp_path / "libero_object-smoke" / "report.md").exists()
+
+
+def test_report_only_runs_nothing_and_lists_what_is_unfinished(tmp_path):
+    """One SFT evaluation finished by hand (3 of 50): its row is reported with the Wilson interval of 3/50
+    ([2.1%, 16.2%], Wilson by hand), every other evaluation and RL stage is listed as unfinished, nothing runs."""
+    plan = build_plan("libero_object", "smoke", ("tgrpo",), (0,), (0,))
+    store = RunStore(tmp_path)
+    sft_eval = next(s for s in plan if s.kind == "eval")
+    store.begin(sft_eval, {})
+    (store.path(sft_eval) / "eval").mkdir()
+    (store.path(sft_eval) / "eval" / "summary.json").write_text(json.dumps({"tasks": [
+        {"suite": "libero_object", "task_id": 0, "successes": 3, "episodes": 50, "success_rate": 0.06}]}))
+    store.finish(sft_eval, {}, 1.0)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    proc = subprocess.run([*CLI, "--suite", "object", "--methods", "tgrpo", "--store", str(tmp_path), "--report-only",
+                           "--no-progress"], capture_output=True, text=True, check=False)
+    report = json.loads((tmp_path / "libero_object-smoke" / "report.json").read_text())
+    rl = next(s for s in plan if s.kind == "rl")
+    assert [(r["method"], r["successes"], r["episodes"]) for r in report["rows"]] == [("sft", 3, 50)]
+    assert [round(100 * x, 1) for x in report["rows"][0]["wilson95"]] == [2.1, 16.2]
+    assert report["unfinished"] == [rl.dir_name]
+    assert "Unfinished: 1 of 2" in (tmp_path / "libero_object-smoke" / "report.md").read_text()
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "libero_object-smoke" not in p.parts)
+    assert after == before, "report-only must run no stage"
+    assert "Traceback" not in proc.stderr
