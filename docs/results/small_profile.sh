@@ -1,32 +1,40 @@
 #!/usr/bin/env bash
-# The small-profile science of issue 23 (and the issue-22 table), in the order it is run. Every line is a cached,
+# The small-profile science of issue 23 and the issue-22 table, in the order it is run. Every line is a cached,
 # resumable `make reproduce`: rerun this script after any interruption and it continues where it stopped (stages
 # keyed by config and code: a code change under an RL stage's sources reruns that stage). Reports land in
 # $STORE/<suite>-small[-<swept keys>]/; copy report.md, report.json and compare/ into docs/results/small/ and
 # compare/ours_rows.json into expected_results/ours/ when a part finishes, and commit.
-# Estimated cost on the 2-core CPU: about 20 CPU-hours in all (`DRY_RUN=1 bash docs/results/small_profile.sh` prints
-# the plans up to the first task rule, which needs the finished SFT evaluations).
+# Estimated cost on the 2-core CPU: about 30 hours in all (issue 23 about 20, issue 22 about 9.5); `DRY_RUN=1 bash
+# docs/results/small_profile.sh` prints the plans up to the first task rule, which needs the finished SFT evaluations.
+# The body is one function, read whole before it starts, so editing this file while it runs cannot derail it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STORE=${STORE:-results/reproduce}
 run() { make reproduce PROFILE=small "$@" STORE="$STORE" ${DRY_RUN:+DRY_RUN=1}; }
 
-# 0. Object: SFT on all 10 tasks, evaluated on 50 official states each (~2 h); then TGRPO and GRPO on the tasks of
-#    the landed tables (1, 6, 8), seeds 0 and 1 (~6 h): the regenerated RL table, with rows and provenance.
-run SUITE=object METHODS=sft
-run SUITE=object METHODS=tgrpo,grpo TASKS=1,6,8 SEEDS=0,1
-# 0b. More than one update per rollout, so the clip can act (clip fraction in the metrics), seed 0 (~1.5 h).
-run SUITE=object METHODS=tgrpo TASKS=1,6,8 SETTINGS="epochs=2"
-# 3. The task-8 reading: the independent stop rule, seeds 0 and 1 (~1 h).
-run SUITE=object METHODS=tgrpo TASKS=8 SEEDS=0,1 SETTINGS="stop_rule=independent"
-# 2. The paper's sweeps, seed 0 (~4 h), on the Object task whose SFT success is nearest 50 % (room to move either
-#    way; the rule of bench/reproduce/pick_tasks.py, fixed before any RL run).
-SWEEP_TASK=$(.venv/bin/python -m bench.reproduce.pick_tasks --store "$STORE" --suite object --profile small --count 1)
-run SUITE=object METHODS=tgrpo TASKS="$SWEEP_TASK" \
-    SETTINGS="a1=0.1,a2=0.9;a1=0.3,a2=0.7;a1=0.5,a2=0.5;a1=0.7,a2=0.3;a1=0.9,a2=0.1"
-run SUITE=object METHODS=tgrpo TASKS="$SWEEP_TASK" SETTINGS="group_size=2;group_size=4;group_size=6;group_size=8"
-# 1. LIBERO-10: SFT on all 10 tasks (~3 h); the RL tasks follow a rule fixed before any RL run: the three whose SFT
-#    success is nearest 50 % (ties: lower task id), printed by the line below, then TGRPO and GRPO, seeds 0 and 1.
-run SUITE=long METHODS=sft
-TASKS_LONG=$(.venv/bin/python -m bench.reproduce.pick_tasks --store "$STORE" --suite long --profile small --count 3)
-run SUITE=long METHODS=tgrpo,grpo TASKS="$TASKS_LONG" SEEDS=0,1
+main() {
+    # 0. Object: SFT on all 10 tasks, evaluated on 50 official states each (~2 h); then TGRPO and GRPO on the tasks of
+    #    the landed tables (1, 6, 8), seeds 0 and 1 (~6 h): the regenerated RL table, with rows and provenance.
+    run SUITE=object METHODS=sft
+    run SUITE=object METHODS=tgrpo,grpo TASKS=1,6,8 SEEDS=0,1
+    # 0b. More than one update per rollout, so the clip can act (clip fraction in the metrics), seed 0 (~1.5 h).
+    run SUITE=object METHODS=tgrpo TASKS=1,6,8 SETTINGS="epochs=2"
+    # 3. The task-8 reading: the independent stop rule, seeds 0 and 1 (~1 h).
+    run SUITE=object METHODS=tgrpo TASKS=8 SEEDS=0,1 SETTINGS="stop_rule=independent"
+    # Issue 22: DPO, GRAPE and PPO beside SFT, TGRPO and GRPO on the same tasks and seeds (~9.5 h; the first two methods'
+    # stages are cached from part 0, and the report of this line replaces part 0's with all five methods in one table).
+    run SUITE=object METHODS=tgrpo,grpo,dpo,grape,ppo TASKS=1,6,8 SEEDS=0,1
+    # 2. The paper's sweeps, seed 0 (~4 h), on the Object task whose SFT success is nearest 50 % (room to move either
+    #    way; the rule of bench/reproduce/pick_tasks.py, fixed before any RL run).
+    SWEEP_TASK=$(.venv/bin/python -m bench.reproduce.pick_tasks --store "$STORE" --suite object --profile small --count 1)
+    run SUITE=object METHODS=tgrpo TASKS="$SWEEP_TASK" \
+        SETTINGS="a1=0.1,a2=0.9;a1=0.3,a2=0.7;a1=0.5,a2=0.5;a1=0.7,a2=0.3;a1=0.9,a2=0.1"
+    run SUITE=object METHODS=tgrpo TASKS="$SWEEP_TASK" SETTINGS="group_size=2;group_size=4;group_size=6;group_size=8"
+    # 1. LIBERO-10: SFT on all 10 tasks (~3 h); the RL tasks follow a rule fixed before any RL run: the three whose SFT
+    #    success is nearest 50 % (ties: lower task id), printed by the line below, then TGRPO and GRPO, seeds 0 and 1.
+    run SUITE=long METHODS=sft
+    TASKS_LONG=$(.venv/bin/python -m bench.reproduce.pick_tasks --store "$STORE" --suite long --profile small --count 3)
+    run SUITE=long METHODS=tgrpo,grpo TASKS="$TASKS_LONG" SEEDS=0,1
+}
+
+main
