@@ -102,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"learning curves: {png}", file=sys.stderr)
     compared = _compare(compare_specs(plan, store), args.profile, out / "compare")
     for stage, error in outcome.failed:
-        print(f"FAILED {stage.kind} {stage.name}: {error} (log: {store.path(stage) / 'error.log'})", file=sys.stderr)
+        log = store.path(stage) / "error.log"
+        print(f"FAILED {stage.kind} {stage.name}: {error}" + (f" (log: {log})" if log.exists() else ""),
+              file=sys.stderr)
     for stage in outcome.blocked:
         print(f"BLOCKED {stage.kind} {stage.name}: an input stage failed", file=sys.stderr)
     return 0 if outcome.ok and compared else 1

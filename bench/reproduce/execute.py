@@ -12,7 +12,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from bench.reproduce.stages import run_stage
-from bench.reproduce.store import RunStore, Stage
+from bench.reproduce.store import RunStore, Stage, StageBusy
 from tgrpo.provenance import provenance
 
 
@@ -90,7 +90,16 @@ class Walk:
 def run_recorded(stage: Stage, store: RunStore, runner, progress: bool, where: dict) -> str | None:
     """Run one stage in its store directory (resuming what an earlier attempt left there) and record it: the attempt
     (`where` it ran), then done with its result or failed with its error (traceback in `error.log`). Returns None
-    when it finished, else the one-line error."""
+    when it finished, else the one-line error. A stage another process is running is left alone (its record
+    untouched) and reported as an error here."""
+    try:
+        with store.claim(stage):
+            return _run_claimed(stage, store, runner, progress, where)
+    except StageBusy as err:
+        return f"StageBusy: {err}"
+
+
+def _run_claimed(stage: Stage, store: RunStore, runner, progress: bool, where: dict) -> str | None:
     attempts = store.add_attempt(stage, where)
     directory = store.begin(stage, provenance(stage=stage.kind, config=stage.config), attempts)
     t0 = time.monotonic()

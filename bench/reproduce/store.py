@@ -7,10 +7,13 @@ everything downstream, and nothing else. `stage.json` records status, timing, er
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +24,10 @@ STATUSES = ("running", "done", "failed")
 
 class StoreError(ValueError):
     """A stage record that cannot be read: the user is told which file and what to do."""
+
+
+class StageBusy(RuntimeError):
+    """Another process holds the stage's lock: it is running that stage in this store right now."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,22 @@ class RunStore:
     def is_done(self, stage: Stage) -> bool:
         record = self.record(stage)
         return record is not None and record["status"] == "done"
+
+    @contextmanager
+    def claim(self, stage: Stage) -> Iterator[None]:
+        """Hold the stage's lock (an flock on `<stage dir>/.lock`) while running it, so that two runs on one store (two
+        sessions, a second `make reproduce` beside the first) never write one stage directory at once: the second
+        gets StageBusy. The lock goes with the process, however it ends; on a shared volume whose file system has
+        no flock across machines it only guards each machine."""
+        directory = self.path(stage)
+        directory.mkdir(parents=True, exist_ok=True)
+        with (directory / ".lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StageBusy(f"another process is running this stage in the same store (see "
+                                f"{directory / 'attempts.jsonl'}); rerun when it has finished") from None
+            yield
 
     def begin(self, stage: Stage, provenance: dict, attempts: list[dict] | None = None) -> Path:
         """Mark the stage running; `attempts` (where each run of it in this directory started) go into the record."""

@@ -114,6 +114,28 @@ print(json.dumps([store.record(stage)["attempts"], os.getpid(), "ray" in sys.mod
     assert [(a["executor"], a["pid"]) for a in attempts] == [("local", pid)] * 2 and not imported
 
 
+def test_a_stage_another_process_runs_is_left_alone_and_its_dependents_wait(tmp_path):
+    """A second process holds stage b's lock (as a second `make reproduce` on the same store would): this run leaves
+    b's directory unwritten, blocks c behind it, runs the rest; once the holder exits, a rerun runs b and c."""
+    store, plan, calls = RunStore(tmp_path), _chain(), []
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from bench.reproduce.store import RunStore
+from tests.bench.test_reproduce import _chain
+with RunStore({str(tmp_path)!r}).claim(_chain()[1]):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    runner = lambda stage, directory, inputs, progress: calls.append(stage.name) or {}  # noqa: E731
+    outcome = execute(plan, store, progress=False, runner=runner)
+    assert calls == ["a", "d"] and [s.name for s in outcome.blocked] == ["c"]
+    assert "another process is running this stage" in outcome.failed[0][1]
+    assert store.record(plan[1]) is None and not (store.path(plan[1]) / "attempts.jsonl").exists()
+    holder.communicate("\n", timeout=30)
+    assert execute(plan, store, progress=False, runner=runner).ok and calls == ["a", "d", "b", "c"]
+
+
 def test_inputs_reach_the_runner_as_their_directories(tmp_path):
     store, plan, seen = RunStore(tmp_path), _chain(), {}
     execute(plan, store, progress=False, runner=lambda s, d, i, p: seen.setdefault(s.name, i) and {})
