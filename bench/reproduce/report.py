@@ -36,6 +36,16 @@ def unfinished(plan: list[Stage], store: RunStore) -> list[str]:
     return [s.dir_name for s in plan if s.kind in ("eval", "rl") and not store.is_done(s)]
 
 
+def stage_time(plan: list[Stage], store: RunStore) -> dict[str, float]:
+    """Hours of wall clock per stage kind over the plan's finished stages (each stage's last attempt, from its record;
+    an attempt that was killed left no end time): what this part of a reproduction cost."""
+    hours: dict[str, float] = {}
+    for stage in plan:
+        if store.is_done(stage):
+            hours[stage.kind] = hours.get(stage.kind, 0.0) + store.record(stage)["wall_s"] / 3600
+    return {kind: round(h, 2) for kind, h in hours.items()}
+
+
 def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> str:
     """report.md and report.json (rows with the provenance block, and the stages whose rows are still missing)
     under `out`; returns the markdown."""
@@ -47,13 +57,18 @@ def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> 
                        f"`{r['stage']}`"] for r in rows],
                      headers=["task", "method", "setting", "seed", "successes", "success %", "Wilson 95% CI", "stage"],
                      tablefmt="github")
+    spend = stage_time(plan, store)
+    table += ("\n\nWall clock of the finished stages' last attempts (on the machine of the provenance block; time "
+              "lost to interrupted attempts is not counted): "
+              + ", ".join(f"{kind} {h:.2f} h" for kind, h in spend.items()) + f"; {sum(spend.values()):.2f} h in all")
     if missing:
         table += (f"\n\nUnfinished: {len(missing)} of {sum(s.kind in ('eval', 'rl') for s in plan)} evaluation and RL "
                   f"stages have no rows yet (rerun the same command to finish them): "
                   + ", ".join(f"`{name}`" for name in missing))
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(table + "\n")
-    (out / "report.json").write_text(json.dumps({"provenance": block, "rows": rows, "unfinished": missing}, indent=2))
+    (out / "report.json").write_text(json.dumps({"provenance": block, "rows": rows, "unfinished": missing,
+                                                 "stage_hours": spend}, indent=2))
     return table
 
 

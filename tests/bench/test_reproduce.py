@@ -228,7 +228,7 @@ def test_report_only_runs_nothing_and_lists_what_is_unfinished(tmp_path):
     (store.path(sft_eval) / "eval").mkdir()
     (store.path(sft_eval) / "eval" / "summary.json").write_text(json.dumps({"tasks": [
         {"suite": "libero_object", "task_id": 0, "successes": 3, "episodes": 50, "success_rate": 0.06}]}))
-    store.finish(sft_eval, {}, 1.0)
+    store.finish(sft_eval, {}, 1800.0)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     proc = subprocess.run([*CLI, "--suite", "object", "--methods", "tgrpo", "--store", str(tmp_path), "--report-only",
                            "--no-progress"], capture_output=True, text=True, check=False)
@@ -236,7 +236,7 @@ def test_report_only_runs_nothing_and_lists_what_is_unfinished(tmp_path):
     rl = next(s for s in plan if s.kind == "rl")
     assert [(r["method"], r["successes"], r["episodes"]) for r in report["rows"]] == [("sft", 3, 50)]
     assert [round(100 * x, 1) for x in report["rows"][0]["wilson95"]] == [2.1, 16.2]
-    assert report["unfinished"] == [rl.dir_name]
+    assert report["unfinished"] == [rl.dir_name] and report["stage_hours"] == {"eval": 0.5}
     assert "Unfinished: 1 of 2" in (tmp_path / "libero_object-smoke" / "report.md").read_text()
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "libero_object-smoke" not in p.parts)
     assert after == before, "report-only must run no stage"
