@@ -51,7 +51,7 @@ check:
 
 # The reproduction pipeline (docs/reproduce.md): make reproduce SUITE=long [PROFILE=smoke|small] [METHODS=tgrpo,grpo]
 # [TASKS=0,3] [SEEDS=0,1] [SETTINGS="a1=0.1,a2=0.9;a1=0.5,a2=0.5"] [STORE=results/reproduce] [DRY_RUN=1]
-# [REPORT_ONLY=1] [EXECUTOR=ray [ADDRESS=host:port]]. Rerunning skips finished stages and resumes a killed one;
+# [REPORT_ONLY=1] [JOBS=2] [EXECUTOR=ray [ADDRESS=host:port]]. Rerunning skips finished stages and resumes a killed one;
 # REPORT_ONLY=1 runs nothing and reports the stages finished so far. SETTINGS: RL config
 # overrides, one RL stage per ';'-separated setting (a sweep). EXECUTOR=ray: stages as Ray tasks on a cluster
 # (docs/scale-out.md).
@@ -63,7 +63,7 @@ reproduce:
 	  $(if $(STORE),--store $(STORE)) \
 	  $(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS)) \
 	  $(foreach s,$(subst ;, ,$(SETTINGS)),--setting $(s)) $(if $(DRY_RUN),--dry-run) $(if $(REPORT_ONLY),--report-only) \
-	  $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS))
+	  $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS)) $(if $(JOBS),--jobs $(JOBS))
 
 # Speed targets are benchmarks, never timed tests; reports land in results/bench/ (copy figures into docs/).
 bench:

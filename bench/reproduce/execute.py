@@ -116,15 +116,69 @@ def _run_claimed(stage: Stage, store: RunStore, runner, progress: bool, where: d
     return None
 
 
-def execute(plan: list[Stage], store: RunStore, progress: bool = True, runner=run_stage) -> Outcome:
-    """Run every unfinished stage whose inputs finished, in plan order, in this process; a failure is recorded and
-    its dependents are blocked."""
+def execute(plan: list[Stage], store: RunStore, progress: bool = True, runner=run_stage, jobs: int = 1) -> Outcome:
+    """Run every unfinished stage whose inputs finished, in plan order, on this machine; a failure is recorded and
+    its dependents are blocked. jobs 1: one stage after another in this process; jobs > 1: up to `jobs` stages side
+    by side, each in a process of its own (`runner` must then be a module-level function)."""
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
     walk = Walk(plan, store, progress)
+    if jobs > 1:
+        return _execute_side_by_side(walk, store, runner, progress, jobs)
     where = {"executor": "local", "host": platform.node(), "pid": os.getpid()}
     while ready := walk.ready():
         walk.start(ready[0])
         walk.end(ready[0], run_recorded(ready[0], store, runner, progress, where))
     return walk.outcome
+
+
+def _execute_side_by_side(walk: Walk, store: RunStore, runner, progress: bool, jobs: int) -> Outcome:
+    """Up to `jobs` stage processes at once (spawned: no simulator or torch state is inherited). A stage process that
+    dies without reporting (killed, out of memory) is recorded as failed; when this process is interrupted or
+    terminated, the running stages are terminated with it (their env workers exit with them) and resume on a rerun."""
+    import multiprocessing
+    import signal
+    from multiprocessing.connection import wait
+
+    ctx = multiprocessing.get_context("spawn")
+    running: dict[int, tuple] = {}  # sentinel -> (stage, process, receiving end, start time)
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        while True:
+            for stage in walk.ready()[: jobs - len(running)]:
+                walk.start(stage)
+                receive, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_run_in_process, args=(stage, store, runner, progress, send),
+                                   name=f"stage-{stage.kind}-{stage.name}")
+                proc.start()
+                send.close()
+                running[proc.sentinel] = (stage, proc, receive, time.monotonic())
+            if not running:
+                return walk.outcome
+            for sentinel in wait(list(running)):
+                stage, proc, receive, t0 = running.pop(sentinel)
+                proc.join()
+                try:
+                    error = receive.recv()
+                except EOFError:  # it died before reporting: record it (a rerun resumes it in place)
+                    error = f"the stage process ended without a result (exit code {proc.exitcode})"
+                    store.path(stage).mkdir(parents=True, exist_ok=True)
+                    store.fail(stage, error, time.monotonic() - t0)
+                walk.end(stage, error)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for _, proc, _, _ in running.values():
+            proc.terminate()
+            proc.join()
+
+
+def _run_in_process(stage: Stage, store: RunStore, runner, progress: bool, send) -> None:
+    where = {"executor": "local", "host": platform.node(), "pid": os.getpid()}
+    send.send(run_recorded(stage, store, runner, progress, where))
+
+
+def _exit_on_signal(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # runs the `finally` that terminates the stage processes
 
 
 def _duration(seconds: float) -> str:

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STORE=${STORE:-results/reproduce}
-run() { make reproduce PROFILE=small "$@" STORE="$STORE" ${DRY_RUN:+DRY_RUN=1}; }
+run() { make reproduce PROFILE=small "$@" STORE="$STORE" ${DRY_RUN:+DRY_RUN=1} ${JOBS:+JOBS=$JOBS}; }
 
 main() {
     # 0. Object: SFT on all 10 tasks, evaluated on 50 official states each (~2 h); then TGRPO and GRPO on the tasks of

@@ -136,6 +136,78 @@ with RunStore({str(tmp_path)!r}).claim(_chain()[1]):
     assert execute(plan, store, progress=False, runner=runner).ok and calls == ["a", "d", "b", "c"]
 
 
+def _timed_runner(stage, directory, inputs, progress):
+    """A module-level runner (jobs > 1 spawns processes): notes when it ran; stage b's process dies, e's raises."""
+    import os
+    import time
+
+    start = time.time()
+    time.sleep(1.0)
+    if stage.name == "b":
+        os._exit(3)
+    if stage.name == "e":
+        raise RuntimeError("out of demos")
+    (directory / "ran.json").write_text(json.dumps([start, time.time(), os.getpid()]))
+    return {}
+
+
+def test_jobs_run_independent_stages_side_by_side_and_isolate_a_dead_one(tmp_path):
+    """jobs=2 on a -> (b -> c, d, e): d runs beside b in another process; b's process dies (exit 3) and is recorded
+    as failed with c blocked; e's exception is recorded as in the sequential walk; a runs before everything."""
+    a = Stage("demos", "a", {"n": 1})
+    b, d, e = Stage("sft", "b", {"n": 2}, (a,)), Stage("eval", "d", {"n": 4}, (a,)), Stage("eval", "e", {"n": 5}, (a,))
+    c = Stage("rl", "c", {"n": 3}, (b,))
+    store = RunStore(tmp_path)
+    outcome = execute([a, b, c, d, e], store, progress=False, runner=_timed_runner, jobs=2)
+    assert [s.name for s in outcome.done] == ["a", "d"] and [s.name for s in outcome.blocked] == ["c"]
+    assert {s.name: err for s, err in outcome.failed} == {
+        "b": "the stage process ended without a result (exit code 3)", "e": "RuntimeError: out of demos"}
+    assert store.record(b)["status"] == "failed" and store.record(e)["status"] == "failed"
+    ran = {s.name: json.loads((store.path(s) / "ran.json").read_text()) for s in (a, d)}
+    attempts_b = [json.loads(x) for x in (store.path(b) / "attempts.jsonl").read_text().splitlines()]
+    assert len({ran["a"][2], ran["d"][2], attempts_b[0]["pid"]}) == 3  # one process per stage
+    started_b = (store.path(b) / "attempts.jsonl").stat().st_mtime
+    assert ran["d"][0] < started_b + 0.9 and started_b < ran["d"][1]  # b and d overlapped
+    assert ran["a"][1] <= min(ran["d"][0], started_b)  # both waited for a
+
+
+def _sleeping_runner(stage, directory, inputs, progress):
+    import os
+    import time
+
+    (directory / "pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    return {}
+
+
+def test_terminating_a_side_by_side_run_terminates_its_stage_processes(tmp_path):
+    """SIGTERM to the walking process (a session ending) ends both running stage processes too: no orphan keeps
+    writing the store, and the records stay `running`, to resume on a rerun."""
+    import os
+    import signal
+    import time
+
+    code = f"""
+from bench.reproduce.execute import execute
+from bench.reproduce.store import RunStore, Stage
+from tests.bench.test_reproduce import _sleeping_runner
+execute([Stage("eval", "x", {{}}), Stage("eval", "y", {{}})], RunStore({str(tmp_path)!r}), progress=False,
+        runner=_sleeping_runner, jobs=2)
+"""
+    walker = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 60
+    while len(pids := list(tmp_path.rglob("pid"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    stage_pids = [int(p.read_text()) for p in pids]
+    assert len(stage_pids) == 2
+    walker.send_signal(signal.SIGTERM)
+    assert walker.wait(timeout=30) == 128 + signal.SIGTERM
+    for pid in stage_pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert {json.loads(p.read_text())["status"] for p in tmp_path.rglob("stage.json")} == {"running"}
+
+
 def test_inputs_reach_the_runner_as_their_directories(tmp_path):
     store, plan, seen = RunStore(tmp_path), _chain(), {}
     execute(plan, store, progress=False, runner=lambda s, d, i, p: seen.setdefault(s.name, i) and {})
@@ -157,7 +229,8 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path):
              ["--suite", "object", "--seeds", "-1"], ["--suite", "object", "--setting", "a1=x"],
              ["--suite", "object", "--setting", "bogus=1"], ["--suite", "object", "--setting", "seed=3"],
              ["--suite", "object", "--setting", "a1"], ["--suite", "object", "--setting", "loss.clip_eps=1.5"],
-             ["--suite", "object", "--setting", "stop_rule=never"], ["--suite", "object", "--report-only"]]
+             ["--suite", "object", "--setting", "stop_rule=never"], ["--suite", "object", "--report-only"],
+             ["--suite", "object", "--jobs", "0"], ["--suite", "object", "--jobs", "2", "--executor", "ray"]]
     for args in cases:
         proc = subprocess.run([*CLI, *args, "--store", str(tmp_path), "--dry-run"], capture_output=True, text=True,
                               check=False)
