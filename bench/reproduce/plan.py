@@ -32,6 +32,11 @@ TINY_POLICY = tuple(f"tgrpo/policies/{name}.py" for name in ("base", "trainable"
                                                              "action_tokenizer", "sampling"))
 OPENVLA_POLICY = ("tgrpo/policies/openvla", *(f"tgrpo/policies/{name}.py" for name in ("base", "trainable",
                                                                                       "action_tokenizer", "sampling")))
+# The SFT evaluation's torch threads, in its config (and key): the tiny policy uses 1, as the eval CLI and the RL
+# loop's own evaluation do, so the simulator workers keep the other cores and stages side by side (--jobs) do not
+# oversubscribe (two 2-thread policy processes beside 4 workers on 2 cores ran an episode 5x slower). OpenVLA keeps
+# torch's default (its forward runs on the GPU).
+EVAL_THREADS = {"tiny": {"torch_threads": 1}, "openvla": {}}
 CODE = {  # what each stage's output depends on (its key covers these sources)
     "demos": ("tgrpo/experts", "tgrpo/envs", "tgrpo/data"),
     "sft": ("baselines/sft", *TINY_POLICY, "tgrpo/data/hdf5.py", "tgrpo/trainer_state.py"),
@@ -108,7 +113,8 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
     rl_methods = [m for m in methods if trains_per_task(m)]  # online RL and preference methods
     if "sft" in methods or rl_methods:  # one stage per task: another task selection reuses them
         plan.extend(Stage("eval", f"sft-{suite}-t{task}-{profile}", {"suite": suite, "tasks": [task],
-                                                                     "episodes": p.eval_episodes, **source},
+                                                                     "episodes": p.eval_episodes, **source,
+                                                                     **EVAL_THREADS[p.policy]},
                           upstream, code["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * horizon,
                           RESOURCES[profile]["eval"])
                     for task in tasks)

@@ -40,9 +40,13 @@ def _sft(cfg: dict, directory: Path, inputs: dict[str, Path], progress: bool) ->
 
 
 def _eval(cfg: dict, directory: Path, inputs: dict[str, Path], progress: bool) -> dict:
+    import torch
+
     from bench.evaluate import EvalRequest
     from bench.runs import load_trainable, run_eval
 
+    if "torch_threads" in cfg:
+        torch.set_num_threads(cfg["torch_threads"])
     if cfg.get("policy") == "openvla":  # the paper profile: the released fine-tune is the SFT policy
         policy = load_trainable("openvla", Path(cfg["checkpoint"]), unnorm_key=cfg["suite"])
     else:
