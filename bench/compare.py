@@ -283,7 +283,8 @@ def cell_rows(cells: list[Cell], reference: Reference) -> list[dict]:
                 "wilson_low_percent": round(100 * low, 2), "wilson_high_percent": round(100 * high, 2),
                 "inputs": len(cell.dirs)}
         matches = [r for r in reference.rows
-                   if r.method == cell.method and r.suite == cell.suite and ref_setting(r) == cell.setting]
+                   if r.method == cell.method and r.suite == cell.suite and ref_setting(r) == cell.setting
+                   and r.profile in (None, cell.profile) and r.task_ids in (None, tuple(sorted(cell.tasks)))]
         if not matches:
             rows.append({**base, "reference_percent": None, "source": None, "table": None, "tier": "no reference",
                          "note": ""})

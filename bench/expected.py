@@ -44,6 +44,8 @@ class ReferenceRow:
     note: str
     packages: dict | None = None  # rows of ours: the versions they were measured with
     protocol: dict | None = None
+    profile: str | None = None  # rows of ours: the profile and the tasks their episodes cover, so that a cell is
+    task_ids: tuple[int, ...] | None = None  # judged only against a recorded cell of the same profile and tasks
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ def load_rows(path: Path, sources: dict[str, dict], schema: dict | None = None) 
             file=path, row=index, table=item["table"], method=item["method"], label=item["label"],
             suite=item["suite"], setting=item["setting"] or {}, value=float(item["value"]),
             episodes=item["episodes"], source=item["source"], note=item["note"],
-            packages=item.get("packages"), protocol=item.get("protocol")))
+            packages=item.get("packages"), protocol=item.get("protocol"), profile=item.get("profile"),
+            task_ids=tuple(item["task_ids"]) if item.get("task_ids") is not None else None))
     return rows
 
 
@@ -168,10 +171,11 @@ def load_reference(spec: str) -> Reference:
     rows = [row for file in files for row in load_rows(file, sources, schema)]
     seen: dict[tuple, ReferenceRow] = {}
     for row in rows:
-        key = (row.table, row.method, row.suite, json.dumps(row.setting, sort_keys=True), row.source)
+        key = (row.table, row.method, row.suite, json.dumps(row.setting, sort_keys=True), row.source, row.profile,
+               row.task_ids)
         if key in seen:
             first = seen[key]
             raise ExpectedError(f"{row.file}: row {row.row}: duplicates {first.file.name} row {first.row} "
-                                f"(same table, method, suite, setting and source)")
+                                f"(same table, method, suite, setting, source, profile and tasks)")
         seen[key] = row
     return Reference(spec, tuple(rows), sources)

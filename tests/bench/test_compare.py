@@ -220,10 +220,17 @@ def test_cells_recorded_as_ours_rows_reload_as_a_reference(tmp_path, capsys):
     shutil.copy(out / "ours_rows.json", reference / "object_small.json")
     for name in (SOURCES_FILE, SCHEMA_FILE):
         shutil.copy(expected_root() / name, tmp_path / name)
-    code, _, err = _compare(capsys, runs[0], "--profile", "small", "--reference", reference, "--out", tmp_path / "c2")
+    code, _, err = _compare(capsys, *runs[:2], "--profile", "small", "--reference", reference, "--out", tmp_path / "c2")
     assert code == 0, err
     cells = _csv(tmp_path / "c2")
     assert [(c["setting"], c["reference_percent"], c["source"]) for c in cells] == [("defaults", "75.0", "tgrpo-bench")]
+    # a cell over other tasks (task 1 alone) or at another profile is not judged against the tasks-1,6 row
+    smoke = [_run_dir(tmp_path / f"smoke{t}", "tgrpo", {t: (1, 2)}, suite="libero_object", profile="smoke")
+             for t in (1, 6)]
+    for name, args in (("task1", [runs[0]]), ("smoke", smoke)):
+        code, _, err = _compare(capsys, *args, "--reference", reference, "--out", tmp_path / name)
+        assert code == 0, err
+        assert [c["tier"] for c in _csv(tmp_path / name)] == ["no reference"]
 
 
 def test_ppo_runs_are_a_method_whose_own_defaults_are_no_setting(tmp_path, capsys):
