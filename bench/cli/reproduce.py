@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(the unfinished ones listed), e.g. while a long run is still going")
     parser.add_argument("--jobs", type=int, default=1,
                         help="local executor: run up to N independent stages side by side, each in its own process "
-                             "(default 1; docs/reproduce.md has the measured gain on a 2-core CPU)")
+                             "(default 1; for machines with cores to spare: docs/reproduce.md)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="local (default): stages one after another here; ray: each stage a Ray task on a "
                              "cluster, independent stages side by side (needs '.[ray]'; docs/scale-out.md)")
