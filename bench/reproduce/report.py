@@ -30,6 +30,37 @@ def report_rows(plan: list[Stage], store: RunStore) -> list[dict]:
     return sorted(rows, key=lambda r: (r["task"], r["method"] != "sft", r["method"], r["setting"], r["seed"]))
 
 
+# The training metrics each finished RL stage is summarised by (means over its iterations; a method that does not log
+# one, e.g. the preference methods' clip fraction, gets None): whether the clip acted, how far the policy moved.
+TRAINING_METRICS = ("loss/clip_frac", "loss/kl_mean", "loss/ratio_max")
+WINDOW = 10  # iterations averaged at the start and the end of the training success rate
+
+
+def training_rows(plan: list[Stage], store: RunStore) -> list[dict]:
+    """Per finished RL stage: iterations, the rollouts' success rate over the first and the last `WINDOW` iterations,
+    and the mean of each of `TRAINING_METRICS` over all iterations, from the run's own `metrics.jsonl`."""
+    from bench.learning_curves import load_run
+
+    rows = []
+    for stage in plan:
+        if stage.kind != "rl" or not store.is_done(stage):
+            continue
+        _, metrics = load_run(store.path(stage) / "run")
+        success = [m["rollout/success_rate"] for m in metrics if "rollout/success_rate" in m]
+        row = {"task": stage.config["task"], "method": stage.config["method"],
+               "setting": label(stage.config.get("settings", {}))[1:] or "default", "seed": stage.config["seed"],
+               "iterations": len(metrics),
+               "train_success_first": _mean(success[:WINDOW]), "train_success_last": _mean(success[-WINDOW:])}
+        for name in TRAINING_METRICS:
+            row[name] = _mean([m[name] for m in metrics if m.get(name) is not None])
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["task"], r["method"], r["setting"], r["seed"]))
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
 def unfinished(plan: list[Stage], store: RunStore) -> list[str]:
     """The directories of the plan's evaluation and RL stages that have no finished record (yet): their rows are
     missing from the report."""
@@ -57,6 +88,16 @@ def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> 
                        f"`{r['stage']}`"] for r in rows],
                      headers=["task", "method", "setting", "seed", "successes", "success %", "Wilson 95% CI", "stage"],
                      tablefmt="github")
+    training = training_rows(plan, store)
+    if training:
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        table += "\n\nTraining (means over each run's iterations; success over the first and last " \
+                 f"{WINDOW} iterations' rollouts):\n\n" + tabulate(
+                     [[r["task"], r["method"], r["setting"], r["seed"], r["iterations"],
+                       f"{fmt(r['train_success_first'])} -> {fmt(r['train_success_last'])}",
+                       *(fmt(r[name]) for name in TRAINING_METRICS)] for r in training],
+                     headers=["task", "method", "setting", "seed", "iterations", "train success",
+                              *TRAINING_METRICS], tablefmt="github")
     spend = stage_time(plan, store)
     table += ("\n\nWall clock of the finished stages' last attempts (on the machine of the provenance block; time "
               "lost to interrupted attempts is not counted): "
@@ -68,7 +109,7 @@ def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(table + "\n")
     (out / "report.json").write_text(json.dumps({"provenance": block, "rows": rows, "unfinished": missing,
-                                                 "stage_hours": spend}, indent=2))
+                                                 "training": training, "stage_hours": spend}, indent=2))
     return table
 
 

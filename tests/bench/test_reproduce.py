@@ -314,3 +314,29 @@ def test_report_only_runs_nothing_and_lists_what_is_unfinished(tmp_path):
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "libero_object-smoke" not in p.parts)
     assert after == before, "report-only must run no stage"
     assert "Traceback" not in proc.stderr
+
+
+def test_report_summarises_each_finished_rl_run_from_its_metrics(tmp_path):
+    """12 iterations whose success rates are 0 (first 6) then 1 (last 6), clip fraction 0.1 on even iterations and 0.3
+    on odd ones: train success 0.4 over the first 10 and 0.6 over the last 10, mean clip fraction 0.2 (by hand); a
+    metric the run never logs is None."""
+    from bench.reproduce.report import write_report
+
+    plan = build_plan("libero_object", "smoke", ("tgrpo",), (3,), (1,))
+    rl = next(s for s in plan if s.kind == "rl")
+    store = RunStore(tmp_path)
+    store.begin(rl, {})
+    run = store.path(rl) / "run"
+    (run / "eval").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(
+        {"iteration": i, "rollout/success_rate": float(i >= 6), "loss/clip_frac": 0.1 if i % 2 == 0 else 0.3,
+         "loss/kl_mean": 0.01}) + "\n" for i in range(12)))
+    (run / "eval" / "summary.json").write_text(json.dumps({"tasks": [
+        {"suite": "libero_object", "task_id": 3, "successes": 2, "episodes": 2, "success_rate": 1.0}]}))
+    store.finish(rl, {}, 36.0)
+    markdown = write_report(plan, store, tmp_path / "out", {})
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["training"] == [{"task": 3, "method": "tgrpo", "setting": "default", "seed": 1, "iterations": 12,
+                                   "train_success_first": 0.4, "train_success_last": 0.6, "loss/clip_frac": 0.2,
+                                   "loss/kl_mean": 0.01, "loss/ratio_max": None}]
+    assert "0.400 -> 0.600" in markdown and report["stage_hours"] == {"rl": 0.01}
