@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", required=True, help="spatial|object|goal|long or a libero_* name")
     parser.add_argument("--profile", default="smoke", help="smoke|small|paper (default smoke)")
     parser.add_argument("--methods", type=_names, default=None, help="comma-separated methods (profile default)")
-    parser.add_argument("--tasks", type=int_list, default=None, help="task ids the methods train (profile default)")
+    parser.add_argument("--tasks", default=None,
+                        help="task ids the methods train, e.g. 1,6,8, or auto[:N]: the N (3) whose SFT success is "
+                             "nearest 50 %%, picked once the SFT evaluations finished (profile default)")
     parser.add_argument("--seeds", type=int_list, default=None, help="RL seeds (profile default)")
     parser.add_argument("--setting", action="append", default=None, metavar="KEY=V[,KEY=V...]",
                         help="RL config overrides for every RL stage, e.g. a1=0.1,a2=0.9 or epochs=2 or "
@@ -55,28 +57,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.reproduce.execute import Outcome, describe_plan, execute
-    from bench.reproduce.plan import build_plan
+    from bench.reproduce.execute import Outcome, describe_plan
+    from bench.reproduce.plan import PROFILE_SETTINGS, TaskRule, build_plan, parse_tasks
     from bench.reproduce.report import compare_specs, plot_learning_curves, write_report
     from bench.reproduce.settings import normalise, parse_setting
     from bench.reproduce.store import RunStore, StoreError
-    from tgrpo.envs.protocol import check_task_ids, resolve_suite
+    from tgrpo.envs.protocol import TASKS_PER_SUITE, check_task_ids, resolve_suite
     from tgrpo.provenance import provenance
-    from tgrpo.rl.methods import check_profile
+    from tgrpo.rl.methods import check_profile, trains_per_task
 
     try:
         suite = resolve_suite(args.suite)
         check_profile(args.profile)
-        if args.tasks is not None and not args.tasks:
-            raise ValueError("--tasks names no task")
-        tasks = tuple(check_task_ids(args.tasks)) if args.tasks is not None else None
+        tasks = parse_tasks(args.tasks) if args.tasks is not None else None
+        if isinstance(tasks, tuple):
+            tasks = tuple(check_task_ids(list(tasks)))
         if args.seeds is not None and (not args.seeds or min(args.seeds) < 0):
             raise ValueError(f"--seeds must name seeds >= 0, got {args.seeds}")
         settings = (tuple(normalise(args.profile, parse_setting(text)) for text in args.setting) if args.setting
                     else ({},))
-        plan = build_plan(suite, args.profile, tuple(args.methods) if args.methods else None, tasks,
-                          tuple(args.seeds) if args.seeds is not None else None, settings, args.checkpoint,
-                          args.eval_episodes)
+        methods = tuple(args.methods) if args.methods else None
+        seeds = tuple(args.seeds) if args.seeds is not None else None
+        extra = {"checkpoint": args.checkpoint, "eval_episodes": args.eval_episodes}
+        profile = PROFILE_SETTINGS[args.profile]
+        rule = profile.default_tasks if tasks is None else tasks
+        if not (isinstance(rule, TaskRule) and any(map(trains_per_task, methods or profile.default_methods))):
+            rule = None  # the tasks are known now (a rule without RL methods is the SFT evaluation of every task)
+        # a rule's tasks come later: checked now on task 0, so bad input is refused before anything runs
+        plan = build_plan(suite, args.profile, methods, (0,) if rule else tasks, seeds, settings, **extra)
         store = RunStore(args.store)
         if args.address is not None and args.executor != "ray":
             raise ValueError("--address needs --executor ray")
@@ -87,18 +95,36 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run and args.report_only:
             raise ValueError("--dry-run and --report-only exclude each other")
         runs = not (args.dry_run or args.report_only)
+
+        def full_plan() -> list | None:
+            """The plan with the rule's RL tasks, or None while the SFT evaluations it reads are unfinished."""
+            from bench.reproduce.pick_tasks import resolve
+
+            try:
+                picked = resolve(store, suite, args.profile, rule, **extra)
+            except ValueError:
+                return None
+            print(f"RL tasks by the rule --tasks {rule} (SFT success nearest 50 %): {','.join(map(str, picked))}",
+                  file=sys.stderr)
+            return build_plan(suite, args.profile, methods, picked, seeds, settings,
+                              sft_tasks=tuple(range(TASKS_PER_SUITE)), **extra)
+
+        if rule is not None:
+            plan = full_plan() or build_plan(suite, args.profile, ("sft",), rule, **extra)
         cluster = _join_cluster(args.address, plan, store) if args.executor == "ray" and runs else None
         print(describe_plan(plan, store), file=sys.stderr if not args.dry_run else sys.stdout)
+        if rule is not None and not any(s.kind == "rl" for s in plan):
+            print(f"then the RL stages, on the {rule.count} tasks the rule picks once these SFT evaluations have "
+                  f"finished", file=sys.stderr if not args.dry_run else sys.stdout)
         if args.dry_run:
             return 0
         if args.report_only:
             outcome = Outcome()
-        elif cluster is not None:
-            from bench.reproduce.ray_executor import execute_ray
-
-            outcome = execute_ray(cluster, plan, store, progress=not args.no_progress)
         else:
-            outcome = execute(plan, store, progress=not args.no_progress, jobs=args.jobs)
+            outcome = _execute(args, plan, store, cluster)
+            if rule is not None and outcome.ok and not any(s.kind == "rl" for s in plan):
+                plan = full_plan()
+                outcome = _execute(args, plan, store, None)
     except (ValueError, StoreError) as err:
         raise UsageError(str(err)) from err
     swept = sorted({key for setting in settings for key in setting})  # a sweep's report does not overwrite others
@@ -115,6 +141,18 @@ def run(args: argparse.Namespace) -> int:
     for stage in outcome.blocked:
         print(f"BLOCKED {stage.kind} {stage.name}: an input stage failed", file=sys.stderr)
     return 0 if outcome.ok and compared else 1
+
+
+def _execute(args: argparse.Namespace, plan: list, store, cluster):
+    """Run the plan's unfinished stages with the chosen executor (`cluster`: the joined Ray module, None to join)."""
+    from bench.reproduce.execute import execute
+
+    if args.executor == "ray":
+        from bench.reproduce.ray_executor import execute_ray
+
+        cluster = cluster or _join_cluster(args.address, plan, store)
+        return execute_ray(cluster, plan, store, progress=not args.no_progress)
+    return execute(plan, store, progress=not args.no_progress, jobs=args.jobs)
 
 
 def _join_cluster(address: str | None, plan: list, store):

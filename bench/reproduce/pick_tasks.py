@@ -1,6 +1,6 @@
-"""The RL tasks of a suite by a rule fixed before any RL run: the `count` tasks whose SFT success on the official
-states is nearest 50 % (most room to move either way; ties: lower task id), from the SFT evaluation stages of
-`make reproduce SUITE=... METHODS=sft`.
+"""The RL tasks of a suite by a rule fixed before any RL run (`--tasks auto[:N]`, the small profile's default): the
+N tasks whose SFT success on the official states is nearest 50 % (most room to move either way; ties: lower task
+id), from the suite's finished SFT evaluation stages. `make reproduce` resolves the rule itself; this prints it:
 
     python -m bench.reproduce.pick_tasks --store results/reproduce --suite long --profile small --count 3
 """
@@ -12,13 +12,16 @@ import json
 import sys
 from pathlib import Path
 
-from bench.reproduce.plan import build_plan
+from bench.reproduce.plan import TaskRule, build_plan
 from bench.reproduce.store import RunStore
+from tgrpo.envs.protocol import TASKS_PER_SUITE
 
 
-def sft_rates(store: RunStore, suite: str, profile: str) -> dict[int, float]:
-    """Task id -> SFT success rate; ValueError naming the tasks whose evaluation has not finished."""
-    stages = [s for s in build_plan(suite, profile, ("sft",)) if s.kind == "eval"]
+def sft_rates(store: RunStore, suite: str, profile: str, **plan_kwargs) -> dict[int, float]:
+    """Task id -> SFT success rate over every task of the suite; ValueError naming the tasks whose evaluation has not
+    finished. `plan_kwargs`: what else shapes the evaluation stages (`checkpoint`, `eval_episodes` of `build_plan`)."""
+    stages = [s for s in build_plan(suite, profile, ("sft",), tuple(range(TASKS_PER_SUITE)), **plan_kwargs)
+              if s.kind == "eval"]
     missing = [s.config["tasks"][0] for s in stages if not store.is_done(s)]
     if missing:
         raise ValueError(f"SFT evaluation of {suite} ({profile}) not finished for tasks {missing}: run "
@@ -28,6 +31,11 @@ def sft_rates(store: RunStore, suite: str, profile: str) -> dict[int, float]:
         for task in json.loads((store.path(stage) / "eval" / "summary.json").read_text())["tasks"]:
             rates[task["task_id"]] = task["success_rate"]
     return rates
+
+
+def resolve(store: RunStore, suite: str, profile: str, rule: TaskRule, **plan_kwargs) -> tuple[int, ...]:
+    """The RL tasks `rule` picks from the suite's finished SFT evaluations (ValueError while any is unfinished)."""
+    return tuple(nearest_half(sft_rates(store, suite, profile, **plan_kwargs), rule.count))
 
 
 def nearest_half(rates: dict[int, float], count: int) -> list[int]:
@@ -45,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=3)
     args = parser.parse_args(argv)
     try:
-        rates = sft_rates(RunStore(args.store), resolve_suite(args.suite), args.profile)
+        tasks = resolve(RunStore(args.store), resolve_suite(args.suite), args.profile, TaskRule(args.count))
     except ValueError as err:
         print(f"pick_tasks: {err}", file=sys.stderr)
         return 2
-    print(",".join(str(t) for t in nearest_half(rates, args.count)))
+    print(",".join(map(str, tasks)))
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.reproduce.settings import check_for_method, label, rl_kwargs
 from bench.reproduce.store import Resources, Stage
 from tgrpo.envs.protocol import INIT_STATES_PER_TASK, MAX_POLICY_STEPS, TASKS_PER_SUITE
-from tgrpo.rl.methods import get_method, method_names, trains_per_task
+from tgrpo.rl.methods import get_method, trains_per_task
 
 # Measured on the 2-core CPU (docs/training.md): 500 demos in 36 min on 2 workers; 30 SFT epochs over 500 demos in
 # 59 min; 500 greedy state episodes in 10-34 min; 100 RL iterations (N = 4) in 26-29 min + 7-11 min evaluation.
@@ -48,12 +48,41 @@ CODE = {  # what each stage's output depends on (its key covers these sources)
 
 
 @dataclass(frozen=True)
+class TaskRule:
+    """`--tasks auto[:N]`: the RL tasks are the N whose SFT success on the official states is nearest 50 % (room to
+    move either way; ties to the lower id), decided from the suite's finished SFT evaluations before any RL stage
+    (`bench.reproduce.pick_tasks`), so the rule is fixed before any RL result exists."""
+
+    count: int = 3
+
+    def __str__(self) -> str:
+        return f"auto:{self.count}"
+
+
+def parse_tasks(text: str) -> tuple[int, ...] | TaskRule:
+    """`--tasks`: "1,6,8" or "auto[:N]" (`TaskRule`); ValueError for anything else."""
+    text = text.strip()
+    if text == "auto" or text.startswith("auto:"):
+        count = text.partition(":")[2] or "3"
+        if not count.isdigit() or not 1 <= int(count) <= TASKS_PER_SUITE:
+            raise ValueError(f"--tasks auto:N needs N in 1..{TASKS_PER_SUITE}, got {text!r}")
+        return TaskRule(int(count))
+    try:
+        tasks = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"--tasks takes comma-separated task ids or auto[:N], got {text!r}") from None
+    if not tasks:
+        raise ValueError("--tasks names no task")
+    return tasks
+
+
+@dataclass(frozen=True)
 class ProfileSettings:
     demos_per_task: int
     demo_tasks: str  # "all": SFT learns the whole suite; "rl": only the tasks RL trains (smoke)
     sft_epochs: int | None  # None: the SFT profile's default
     eval_episodes: int
-    default_tasks: tuple[int, ...]
+    default_tasks: tuple[int, ...] | TaskRule
     default_methods: tuple[str, ...]
     default_seeds: tuple[int, ...]
     policy: str = "tiny"  # "openvla": no demos or SFT stages; the SFT policy is the released fine-tune (--checkpoint)
@@ -62,8 +91,10 @@ class ProfileSettings:
 PROFILE_SETTINGS = {
     # smoke: every stage real and short (CI minutes): 2 demos of the RL task, 1 SFT epoch, 2 eval episodes.
     "smoke": ProfileSettings(2, "rl", None, 2, (0,), ("tgrpo", "grpo"), (0,)),
-    # small: the tiny state policy on a CPU; the suite's SFT on 50 demos per task, evaluated on all 50 states.
-    "small": ProfileSettings(50, "all", None, 50, tuple(range(TASKS_PER_SUITE)), method_names(), (0,)),
+    # small: the tiny state policy on a CPU; the suite's SFT on 50 demos per task, evaluated on all 10 tasks x 50
+    # states; TGRPO and GRPO, seeds 0 and 1, on the 3 tasks nearest 50 % SFT success (about 6 h of RL on LIBERO-Object
+    # here; every method on every task would be 40 h and more).
+    "small": ProfileSettings(50, "all", None, 50, TaskRule(3), ("tgrpo", "grpo"), (0, 1)),
     # paper: OpenVLA-7B; the released LIBERO fine-tune is the SFT policy (evaluated, then trained per task by RL).
     "paper": ProfileSettings(0, "none", None, 50, tuple(range(TASKS_PER_SUITE)), ("tgrpo", "grpo"), (0,),
                              policy="openvla"),
@@ -86,11 +117,15 @@ DEMO_ACTION_NOISE = 0.1  # noise injection (docs/training.md: DART-style labels;
 
 def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None, tasks: tuple[int, ...] | None = None,
                seeds: tuple[int, ...] | None = None, settings: tuple[dict, ...] = ({},),
-               checkpoint: Path | None = None, eval_episodes: int | None = None) -> list[Stage]:
+               checkpoint: Path | None = None, eval_episodes: int | None = None,
+               sft_tasks: tuple[int, ...] | None = None) -> list[Stage]:
     """Stages in dependency order; one RL stage per (method, task, seed, setting), ordered by setting, seed, task,
-    then method. `settings` are normalised RL overrides (`bench.reproduce.settings`). ValueError for an unknown method, a profile without settings, a bad
-    task, or an OpenVLA profile without `checkpoint` (the released fine-tune it starts from). `eval_episodes`
-    replaces the profile's evaluation episodes (the first N official states; a quick check, not the protocol)."""
+    then method. `settings` are normalised RL overrides (`bench.reproduce.settings`). ValueError for an unknown
+    method, a profile without settings, a bad task, or an OpenVLA profile without `checkpoint` (the released
+    fine-tune it starts from). `eval_episodes` replaces the profile's evaluation episodes (the first N official
+    states; a quick check, not the protocol). `sft_tasks`: the tasks whose SFT evaluation the plan holds (default:
+    `tasks`). Tasks given by a `TaskRule` must be resolved first (`bench.reproduce.pick_tasks.resolve`) unless no
+    method trains per task."""
     if profile not in PROFILE_SETTINGS:
         raise ValueError(f"profile {profile!r} has no reproduction settings in this build; valid: "
                          f"{', '.join(PROFILE_SETTINGS)}")
@@ -102,7 +137,17 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
     methods = tuple(methods or p.default_methods)
     for m in methods:
         get_method(m)
-    tasks = tuple(p.default_tasks if tasks is None else tasks)
+    tasks = p.default_tasks if tasks is None else tasks
+    rl_methods = [m for m in methods if trains_per_task(m)]  # online RL and preference methods
+    if isinstance(tasks, TaskRule):
+        if p.demo_tasks == "rl":
+            raise ValueError(f"--tasks {tasks} reads the SFT evaluation of every task, but the {profile} profile's SFT "
+                             f"learns only the tasks RL trains: use the small or paper profile, or name the tasks")
+        if rl_methods:
+            raise ValueError(f"the RL tasks of --tasks {tasks} come from the finished SFT evaluations: resolve them "
+                             f"first (bench.reproduce.pick_tasks.resolve)")
+        tasks = tuple(range(TASKS_PER_SUITE))  # the SFT evaluations the rule reads
+    tasks = tuple(tasks)
     seeds = tuple(p.default_seeds if seeds is None else seeds)
     horizon = MAX_POLICY_STEPS[suite] / OBJECT_HORIZON
     if p.policy == "openvla":
@@ -110,14 +155,13 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
         code = {kind: (*(c for c in CODE[kind] if c not in TINY_POLICY), *OPENVLA_POLICY) for kind in ("eval", "rl")}
     else:
         plan, upstream, source, code = _tiny_sft(suite, profile, p, tasks, horizon)
-    rl_methods = [m for m in methods if trains_per_task(m)]  # online RL and preference methods
     if "sft" in methods or rl_methods:  # one stage per task: another task selection reuses them
         plan.extend(Stage("eval", f"sft-{suite}-t{task}-{profile}", {"suite": suite, "tasks": [task],
                                                                      "episodes": p.eval_episodes, **source,
                                                                      **EVAL_THREADS[p.policy]},
                           upstream, code["eval"], STAGE_OVERHEAD_S + EVAL_S_PER_EPISODE * p.eval_episodes * horizon,
                           RESOURCES[profile]["eval"])
-                    for task in tasks)
+                    for task in (tasks if sft_tasks is None else sft_tasks))
     for setting in settings:
         rl_s = _rl_estimate_s(profile, suite, setting)
         for method in rl_methods:

@@ -90,7 +90,7 @@ def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> 
                      tablefmt="github")
     training = training_rows(plan, store)
     if training:
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"
         table += "\n\nTraining (means over each run's iterations; success over the first and last " \
                  f"{WINDOW} iterations' rollouts):\n\n" + tabulate(
                      [[r["task"], r["method"], r["setting"], r["seed"], r["iterations"],

@@ -5,7 +5,7 @@
 # $STORE/<suite>-small[-<swept keys>]/; copy report.md, report.json and compare/ into docs/results/small/ and
 # compare/ours_rows.json into expected_results/ours/ when a part finishes, and commit.
 # Estimated cost on the 2-core CPU: about 30 hours in all (issue 23 about 20, issue 22 about 9.5); `DRY_RUN=1 bash
-# docs/results/small_profile.sh` prints the plans up to the first task rule, which needs the finished SFT evaluations.
+# docs/results/small_profile.sh` prints every plan (RL stages behind a task rule once their SFT evaluations finished).
 # The body is one function, read whole before it starts, so editing this file while it runs cannot derail it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,16 +25,14 @@ main() {
     # stages are cached from part 0, and the report of this line replaces part 0's with all five methods in one table).
     run SUITE=object METHODS=tgrpo,grpo,dpo,grape,ppo TASKS=1,6,8 SEEDS=0,1
     # 2. The paper's sweeps, seed 0 (~4 h), on the Object task whose SFT success is nearest 50 % (room to move either
-    #    way; the rule of bench/reproduce/pick_tasks.py, fixed before any RL run).
-    SWEEP_TASK=$(.venv/bin/python -m bench.reproduce.pick_tasks --store "$STORE" --suite object --profile small --count 1)
-    run SUITE=object METHODS=tgrpo TASKS="$SWEEP_TASK" \
+    #    way; TASKS=auto:1, the rule of bench/reproduce/pick_tasks.py, fixed before any RL run).
+    run SUITE=object METHODS=tgrpo TASKS=auto:1 \
         SETTINGS="a1=0.1,a2=0.9;a1=0.3,a2=0.7;a1=0.5,a2=0.5;a1=0.7,a2=0.3;a1=0.9,a2=0.1"
-    run SUITE=object METHODS=tgrpo TASKS="$SWEEP_TASK" SETTINGS="group_size=2;group_size=4;group_size=6;group_size=8"
-    # 1. LIBERO-10: SFT on all 10 tasks (~3 h); the RL tasks follow a rule fixed before any RL run: the three whose SFT
-    #    success is nearest 50 % (ties: lower task id), printed by the line below, then TGRPO and GRPO, seeds 0 and 1.
-    run SUITE=long METHODS=sft
-    TASKS_LONG=$(.venv/bin/python -m bench.reproduce.pick_tasks --store "$STORE" --suite long --profile small --count 3)
-    run SUITE=long METHODS=tgrpo,grpo TASKS="$TASKS_LONG" SEEDS=0,1
+    run SUITE=object METHODS=tgrpo TASKS=auto:1 SETTINGS="group_size=2;group_size=4;group_size=6;group_size=8"
+    # 1. LIBERO-10, the small profile's defaults: demonstrations and SFT on all 10 tasks, evaluated on all 10 (~3 h);
+    #    then TGRPO and GRPO, seeds 0 and 1, on the three tasks whose SFT success is nearest 50 % (TASKS=auto, ties to
+    #    the lower id: a rule fixed before any RL run), about 12 h.
+    run SUITE=long
 }
 
 main

@@ -127,7 +127,7 @@ with RunStore({str(tmp_path)!r}).claim(_chain()[1]):
     sys.stdin.readline()
 """], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    runner = lambda stage, directory, inputs, progress: calls.append(stage.name) or {}  # noqa: E731
+    runner = lambda stage, directory, inputs, progress: calls.append(stage.name) or {}
     outcome = execute(plan, store, progress=False, runner=runner)
     assert calls == ["a", "d"] and [s.name for s in outcome.blocked] == ["c"]
     assert "another process is running this stage" in outcome.failed[0][1]
@@ -230,7 +230,9 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path):
              ["--suite", "object", "--setting", "bogus=1"], ["--suite", "object", "--setting", "seed=3"],
              ["--suite", "object", "--setting", "a1"], ["--suite", "object", "--setting", "loss.clip_eps=1.5"],
              ["--suite", "object", "--setting", "stop_rule=never"], ["--suite", "object", "--report-only"],
-             ["--suite", "object", "--jobs", "0"], ["--suite", "object", "--jobs", "2", "--executor", "ray"]]
+             ["--suite", "object", "--jobs", "0"], ["--suite", "object", "--jobs", "2", "--executor", "ray"],
+             ["--suite", "object", "--tasks", "auto:0"], ["--suite", "object", "--tasks", "1,x"],
+             ["--suite", "object", "--tasks", "auto"]]  # the smoke SFT learns only the RL tasks: no rule
     for args in cases:
         proc = subprocess.run([*CLI, *args, "--store", str(tmp_path), "--dry-run"], capture_output=True, text=True,
                               check=False)
