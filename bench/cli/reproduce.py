@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 from bench.cli import UsageError, int_list
@@ -58,11 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench.reproduce.execute import Outcome, describe_plan
+    from bench.reproduce.pick_tasks import plan_by_rule
     from bench.reproduce.plan import PROFILE_SETTINGS, TaskRule, build_plan, parse_tasks
     from bench.reproduce.report import compare_specs, plot_learning_curves, write_report
     from bench.reproduce.settings import normalise, parse_setting
     from bench.reproduce.store import RunStore, StoreError
-    from tgrpo.envs.protocol import TASKS_PER_SUITE, check_task_ids, resolve_suite
+    from tgrpo.envs.protocol import check_task_ids, resolve_suite
     from tgrpo.provenance import provenance
     from tgrpo.rl.methods import check_profile, trains_per_task
 
@@ -95,35 +97,23 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run and args.report_only:
             raise ValueError("--dry-run and --report-only exclude each other")
         runs = not (args.dry_run or args.report_only)
-
-        def full_plan() -> list | None:
-            """The plan with the rule's RL tasks, or None while the SFT evaluations it reads are unfinished."""
-            from bench.reproduce.pick_tasks import resolve
-
-            try:
-                picked = resolve(store, suite, args.profile, rule, **extra)
-            except ValueError:
-                return None
-            print(f"RL tasks by the rule --tasks {rule} (SFT success nearest 50 %): {','.join(map(str, picked))}",
-                  file=sys.stderr)
-            return build_plan(suite, args.profile, methods, picked, seeds, settings,
-                              sft_tasks=tuple(range(TASKS_PER_SUITE)), **extra)
-
+        out_stream = sys.stdout if args.dry_run else sys.stderr
+        by_rule = partial(plan_by_rule, store, suite, args.profile, rule, methods, seeds, settings, **extra)
+        picked = None
         if rule is not None:
-            plan = full_plan() or build_plan(suite, args.profile, ("sft",), rule, **extra)
+            plan, picked = by_rule()
+            print(_picked_line(rule, picked), file=out_stream)
         cluster = _join_cluster(args.address, plan, store) if args.executor == "ray" and runs else None
-        print(describe_plan(plan, store), file=sys.stderr if not args.dry_run else sys.stdout)
-        if rule is not None and not any(s.kind == "rl" for s in plan):
-            print(f"then the RL stages, on the {rule.count} tasks the rule picks once these SFT evaluations have "
-                  f"finished", file=sys.stderr if not args.dry_run else sys.stdout)
+        print(describe_plan(plan, store), file=out_stream)
         if args.dry_run:
             return 0
         if args.report_only:
             outcome = Outcome()
         else:
             outcome = _execute(args, plan, store, cluster)
-            if rule is not None and outcome.ok and not any(s.kind == "rl" for s in plan):
-                plan = full_plan()
+            if rule is not None and picked is None and outcome.ok:  # the SFT evaluations the rule reads are done
+                plan, picked = by_rule()
+                print(_picked_line(rule, picked), file=sys.stderr)
                 outcome = _execute(args, plan, store, None)
     except (ValueError, StoreError) as err:
         raise UsageError(str(err)) from err
@@ -141,6 +131,13 @@ def run(args: argparse.Namespace) -> int:
     for stage in outcome.blocked:
         print(f"BLOCKED {stage.kind} {stage.name}: an input stage failed", file=sys.stderr)
     return 0 if outcome.ok and compared else 1
+
+
+def _picked_line(rule, picked: tuple[int, ...] | None) -> str:
+    if picked is None:
+        return (f"--tasks {rule}: the RL stages come once the SFT evaluations below have finished, on the "
+                f"{rule.count} tasks whose SFT success is nearest 50 %")
+    return f"RL tasks by the rule --tasks {rule} (SFT success nearest 50 %): {','.join(map(str, picked))}"
 
 
 def _execute(args: argparse.Namespace, plan: list, store, cluster):

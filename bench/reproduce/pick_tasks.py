@@ -13,8 +13,12 @@ import sys
 from pathlib import Path
 
 from bench.reproduce.plan import TaskRule, build_plan
-from bench.reproduce.store import RunStore
+from bench.reproduce.store import RunStore, Stage
 from tgrpo.envs.protocol import TASKS_PER_SUITE
+
+
+class Unfinished(ValueError):
+    """The rule cannot be applied yet: some SFT evaluation it reads has not finished."""
 
 
 def sft_rates(store: RunStore, suite: str, profile: str, **plan_kwargs) -> dict[int, float]:
@@ -24,7 +28,7 @@ def sft_rates(store: RunStore, suite: str, profile: str, **plan_kwargs) -> dict[
               if s.kind == "eval"]
     missing = [s.config["tasks"][0] for s in stages if not store.is_done(s)]
     if missing:
-        raise ValueError(f"SFT evaluation of {suite} ({profile}) not finished for tasks {missing}: run "
+        raise Unfinished(f"SFT evaluation of {suite} ({profile}) not finished for tasks {missing}: run "
                          f"`make reproduce SUITE={suite} PROFILE={profile} METHODS=sft` first")
     rates = {}
     for stage in stages:
@@ -36,6 +40,19 @@ def sft_rates(store: RunStore, suite: str, profile: str, **plan_kwargs) -> dict[
 def resolve(store: RunStore, suite: str, profile: str, rule: TaskRule, **plan_kwargs) -> tuple[int, ...]:
     """The RL tasks `rule` picks from the suite's finished SFT evaluations (ValueError while any is unfinished)."""
     return tuple(nearest_half(sft_rates(store, suite, profile, **plan_kwargs), rule.count))
+
+
+def plan_by_rule(store: RunStore, suite: str, profile: str, rule: TaskRule, methods: tuple[str, ...] | None,
+                 seeds: tuple[int, ...] | None, settings: tuple[dict, ...], **plan_kwargs
+                 ) -> tuple[list[Stage], tuple[int, ...] | None]:
+    """(plan, picked tasks) under `rule`: once the SFT evaluations it reads have finished, the whole plan (the SFT
+    evaluations of every task, the RL stages on the picked tasks); before, the SFT part alone and None."""
+    try:
+        picked = resolve(store, suite, profile, rule, **plan_kwargs)
+    except Unfinished:
+        return build_plan(suite, profile, ("sft",), rule, **plan_kwargs), None
+    return build_plan(suite, profile, methods, picked, seeds, settings, sft_tasks=tuple(range(TASKS_PER_SUITE)),
+                      **plan_kwargs), picked
 
 
 def nearest_half(rates: dict[int, float], count: int) -> list[int]:

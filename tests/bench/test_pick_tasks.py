@@ -104,7 +104,9 @@ def test_the_small_default_runs_sft_evaluations_then_rl_on_the_rule_s_tasks(tmp_
     assert [k for k, *_ in walks[0]] == ["demos", "sft"] + ["eval"] * 10
     assert sorted(w[1:] for w in walks[1]) == sorted((m, t, s) for m in ("tgrpo", "grpo") for t in (2, 4, 9)
                                                       for s in (0, 1))
-    assert "RL tasks by the rule --tasks auto:3 (SFT success nearest 50 %): 2,4,9" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--tasks auto:3: the RL stages come once the SFT evaluations below have finished" in err
+    assert "RL tasks by the rule --tasks auto:3 (SFT success nearest 50 %): 2,4,9" in err
     report = json.loads((tmp_path / "libero_10-small" / "report.json").read_text())
     assert sorted(r["task"] for r in report["rows"] if r["method"] == "sft") == list(range(10))
     walks.clear()
