@@ -22,6 +22,9 @@ DEMO_S = 4.3
 SFT_S_PER_DEMO_EPOCH = 0.24
 EVAL_S_PER_EPISODE = 2.6
 RL_S_PER_ITERATION = 17.0
+# PPO's 4 x 4 policy and critic steps add about a fifth to an iteration of the tiny policy (docs/training.md, "Cost
+# per iteration and the clip"); the other methods' updates are one step per group or per pair batch.
+RL_COST_FACTOR = {"ppo": 1.2}
 OBJECT_HORIZON = 280
 # Worker spawn and env build per simulator stage; the smoke pipeline of LIBERO-10 took 35 s (demos), 62 s (SFT eval,
 # 2 failing episodes of 520 steps) and 67-72 s (RL) with other jobs on both cores: 4 min 3 s in all.
@@ -163,7 +166,6 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
                           RESOURCES[profile]["eval"])
                     for task in (tasks if sft_tasks is None else sft_tasks))
     for setting in settings:
-        rl_s = _rl_estimate_s(profile, suite, setting)
         for method in rl_methods:
             check_for_method(profile, method, setting)
         # seed-major, then task, then method: a run cut short holds paired comparisons (every method on the same
@@ -175,9 +177,10 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
                               "eval_episodes": p.eval_episodes, **{k: v for k, v in source.items() if k != "obs"}}
                     if setting:  # absent for the defaults: their keys stay those of a run without settings
                         config["settings"] = setting
+                    estimate_s = (_rl_estimate_s(profile, suite, setting) * RL_COST_FACTOR.get(method, 1.0)
+                                  + EVAL_S_PER_EPISODE * p.eval_episodes * horizon)
                     plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}{label(setting)}", config,
-                                      upstream, code["rl"],
-                                      rl_s + EVAL_S_PER_EPISODE * p.eval_episodes * horizon, RESOURCES[profile]["rl"]))
+                                      upstream, code["rl"], estimate_s, RESOURCES[profile]["rl"]))
     return plan
 
 
