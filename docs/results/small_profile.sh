@@ -2,8 +2,9 @@
 # The small-profile science of issue 23 and the issue-22 table, in the order it is run. Every line is a cached,
 # resumable `make reproduce`: rerun this script after any interruption and it continues where it stopped (stages
 # keyed by config and code: a code change under an RL stage's sources reruns that stage). Reports land in
-# $STORE/<suite>-small[-<swept keys>]/; copy report.md, report.json and compare/ into docs/results/small/ and
-# compare/ours_rows.json into expected_results/ours/ when a part finishes, and commit.
+# $STORE/<suite>-small[-<swept keys>]/; when a part finishes, publish it with its rows and commit
+# (`python -m bench.reproduce.publish --store $STORE --report <dir> --to docs/results/small/<name> --command "<line>"
+# [--ours expected_results/ours/<name>.json]`; docs/results/small/README.md lists what is published).
 # Estimated cost on the 2-core CPU: about 30 hours in all (issue 23 about 20, issue 22 about 9.5); `DRY_RUN=1 bash
 # docs/results/small_profile.sh` prints every plan (RL stages behind a task rule once their SFT evaluations finished).
 # The body is one function, read whole before it starts, so editing this file while it runs cannot derail it.

@@ -34,8 +34,8 @@ def _finished_store(tmp_path):
     return store, plan
 
 
-def test_published_rows_re_derive_the_report(tmp_path, monkeypatch, capsys):
-    store, plan = _finished_store(tmp_path)
+def test_published_rows_re_derive_the_report(tmp_path, monkeypatch):
+    store, _ = _finished_store(tmp_path)
     monkeypatch.chdir(tmp_path)
     specs = publish(store, "libero_object-small", tmp_path / "docs" / "object", "make reproduce SUITE=object",
                     ours=None)
