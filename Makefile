@@ -50,7 +50,7 @@ check:
 	$(VENV)/bin/tgrpo-bench check
 
 # The reproduction pipeline (docs/reproduce.md): make reproduce SUITE=long [PROFILE=smoke|small] [METHODS=tgrpo,grpo]
-# [TASKS=0,3] [SEEDS=0,1] [SETTINGS="a1=0.1,a2=0.9;a1=0.5,a2=0.5"] [STORE=results/reproduce] [DRY_RUN=1]
+# [TASKS=0,3|auto[:N]] [SEEDS=0,1] [SETTINGS="a1=0.1,a2=0.9;a1=0.5,a2=0.5"] [STORE=results/reproduce] [REPORT=name] [DRY_RUN=1]
 # [REPORT_ONLY=1] [JOBS=2] [EXECUTOR=ray [ADDRESS=host:port]]. Rerunning skips finished stages and resumes a killed one;
 # REPORT_ONLY=1 runs nothing and reports the stages finished so far. SETTINGS: RL config
 # overrides, one RL stage per ';'-separated setting (a sweep). EXECUTOR=ray: stages as Ray tasks on a cluster
@@ -60,7 +60,7 @@ PROFILE ?= smoke
 reproduce:
 	@test -n "$(SUITE)" || { echo "make reproduce: give SUITE=spatial|object|goal|long" >&2; exit 2; }
 	$(VENV)/bin/tgrpo-bench reproduce --suite $(SUITE) --profile $(PROFILE) $(if $(METHODS),--methods $(METHODS)) \
-	  $(if $(STORE),--store $(STORE)) \
+	  $(if $(STORE),--store $(STORE)) $(if $(REPORT),--report $(REPORT)) \
 	  $(if $(TASKS),--tasks $(TASKS)) $(if $(SEEDS),--seeds $(SEEDS)) \
 	  $(foreach s,$(subst ;, ,$(SETTINGS)),--setting $(s)) $(if $(DRY_RUN),--dry-run) $(if $(REPORT_ONLY),--report-only) \
 	  $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(ADDRESS),--address $(ADDRESS)) $(if $(JOBS),--jobs $(JOBS))

@@ -11,11 +11,14 @@ Rerunning the same command skips finished stages and resumes a killed one; exit 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from functools import partial
 from pathlib import Path
 
 from bench.cli import UsageError, int_list
+
+REPORT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*")
 
 
 def _names(text: str) -> list[str]:
@@ -41,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "from; docs/openvla.md)")
     parser.add_argument("--store", type=Path, default=Path("results/reproduce"),
                         help="run store root (default results/reproduce: the /results volume in the container)")
+    parser.add_argument("--report", default=None, metavar="NAME",
+                        help="the report's directory under the store (default <suite>-<profile>[-<swept keys>]); "
+                             "runs over other tasks or methods of one suite keep their reports apart with it")
     parser.add_argument("--dry-run", action="store_true", help="print the plan with estimates; run nothing")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing; write the report, curves and comparison of the stages finished so far "
@@ -94,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--jobs is for the local executor (a Ray cluster places stages by their resources)")
         if args.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+        if args.report is not None and not REPORT_NAME.fullmatch(args.report):
+            raise ValueError(f"--report takes a directory name of letters, digits, '.', '_', '-', '=', got "
+                             f"{args.report!r}")
         if args.dry_run and args.report_only:
             raise ValueError("--dry-run and --report-only exclude each other")
         runs = not (args.dry_run or args.report_only)
@@ -118,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, StoreError) as err:
         raise UsageError(str(err)) from err
     swept = sorted({key for setting in settings for key in setting})  # a sweep's report does not overwrite others
-    out = store.root / "-".join([suite, args.profile, *swept])
+    out = store.root / (args.report or "-".join([suite, args.profile, *swept]))
     print(write_report(plan, store, out, provenance(profile=args.profile, suite=suite)))
     print(f"report: {out / 'report.md'}", file=sys.stderr)
     for png in plot_learning_curves(plan, store, out):

@@ -232,7 +232,8 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path):
              ["--suite", "object", "--setting", "stop_rule=never"], ["--suite", "object", "--report-only"],
              ["--suite", "object", "--jobs", "0"], ["--suite", "object", "--jobs", "2", "--executor", "ray"],
              ["--suite", "object", "--tasks", "auto:0"], ["--suite", "object", "--tasks", "1,x"],
-             ["--suite", "object", "--tasks", "auto"]]  # the smoke SFT learns only the RL tasks: no rule
+             ["--suite", "object", "--tasks", "auto"],  # the smoke SFT learns only the RL tasks: no rule
+             ["--suite", "object", "--report", "../elsewhere"], ["--suite", "object", "--report", ""]]
     for args in cases:
         proc = subprocess.run([*CLI, *args, "--store", str(tmp_path), "--dry-run"], capture_output=True, text=True,
                               check=False)
@@ -312,8 +313,12 @@ def test_report_only_runs_nothing_and_lists_what_is_unfinished(tmp_path):
     assert [(r["method"], r["successes"], r["episodes"]) for r in report["rows"]] == [("sft", 3, 50)]
     assert [round(100 * x, 1) for x in report["rows"][0]["wilson95"]] == [2.1, 16.2]
     assert report["unfinished"] == [rl.dir_name] and report["stage_hours"] == {"eval": 0.5}
+    proc = subprocess.run([*CLI, "--suite", "object", "--methods", "tgrpo", "--store", str(tmp_path), "--report-only",
+                           "--report", "t0_check"], capture_output=True, text=True, check=False)
+    assert json.loads((tmp_path / "t0_check" / "report.json").read_text())["rows"] == report["rows"], proc.stderr
     assert "Unfinished: 1 of 2" in (tmp_path / "libero_object-smoke" / "report.md").read_text()
-    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "libero_object-smoke" not in p.parts)
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")
+                   if not {"libero_object-smoke", "t0_check"} & set(p.parts))
     assert after == before, "report-only must run no stage"
     assert "Traceback" not in proc.stderr
 
