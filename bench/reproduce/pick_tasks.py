@@ -22,8 +22,8 @@ class Unfinished(ValueError):
 
 
 def sft_rates(store: RunStore, suite: str, profile: str, **plan_kwargs) -> dict[int, float]:
-    """Task id -> SFT success rate over every task of the suite; ValueError naming the tasks whose evaluation has not
-    finished. `plan_kwargs`: what else shapes the evaluation stages (`checkpoint`, `eval_episodes` of `build_plan`)."""
+    """Task id -> SFT success rate over every task of the suite; `Unfinished` naming the tasks whose evaluation has
+    not finished. `plan_kwargs`: what else shapes the evaluation stages (`checkpoint`, `eval_episodes` of `build_plan`)."""
     stages = [s for s in build_plan(suite, profile, ("sft",), tuple(range(TASKS_PER_SUITE)), **plan_kwargs)
               if s.kind == "eval"]
     missing = [s.config["tasks"][0] for s in stages if not store.is_done(s)]
@@ -38,7 +38,7 @@ def sft_rates(store: RunStore, suite: str, profile: str, **plan_kwargs) -> dict[
 
 
 def resolve(store: RunStore, suite: str, profile: str, rule: TaskRule, **plan_kwargs) -> tuple[int, ...]:
-    """The RL tasks `rule` picks from the suite's finished SFT evaluations (ValueError while any is unfinished)."""
+    """The RL tasks `rule` picks from the suite's finished SFT evaluations (`Unfinished` while any is not)."""
     return tuple(nearest_half(sft_rates(store, suite, profile, **plan_kwargs), rule.count))
 
 

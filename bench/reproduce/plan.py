@@ -166,6 +166,7 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
                           RESOURCES[profile]["eval"])
                     for task in (tasks if sft_tasks is None else sft_tasks))
     for setting in settings:
+        rl_s = _rl_estimate_s(profile, suite, setting)
         for method in rl_methods:
             check_for_method(profile, method, setting)
         # seed-major, then task, then method: a run cut short holds paired comparisons (every method on the same
@@ -177,8 +178,7 @@ def build_plan(suite: str, profile: str, methods: tuple[str, ...] | None = None,
                               "eval_episodes": p.eval_episodes, **{k: v for k, v in source.items() if k != "obs"}}
                     if setting:  # absent for the defaults: their keys stay those of a run without settings
                         config["settings"] = setting
-                    estimate_s = (_rl_estimate_s(profile, suite, setting) * RL_COST_FACTOR.get(method, 1.0)
-                                  + EVAL_S_PER_EPISODE * p.eval_episodes * horizon)
+                    estimate_s = rl_s * RL_COST_FACTOR.get(method, 1.0) + EVAL_S_PER_EPISODE * p.eval_episodes * horizon
                     plan.append(Stage("rl", f"{method}-{suite}-t{task}-s{seed}-{profile}{label(setting)}", config,
                                       upstream, code["rl"], estimate_s, RESOURCES[profile]["rl"]))
     return plan
