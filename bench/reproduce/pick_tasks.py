@@ -23,7 +23,8 @@ class Unfinished(ValueError):
 
 def sft_rates(store: RunStore, suite: str, profile: str, **plan_kwargs) -> dict[int, float]:
     """Task id -> SFT success rate over every task of the suite; `Unfinished` naming the tasks whose evaluation has
-    not finished. `plan_kwargs`: what else shapes the evaluation stages (`checkpoint`, `eval_episodes` of `build_plan`)."""
+    not finished. `plan_kwargs`: what else shapes the evaluation stages (`build_plan`'s `checkpoint`,
+    `eval_episodes`)."""
     stages = [s for s in build_plan(suite, profile, ("sft",), tuple(range(TASKS_PER_SUITE)), **plan_kwargs)
               if s.kind == "eval"]
     missing = [s.config["tasks"][0] for s in stages if not store.is_done(s)]
