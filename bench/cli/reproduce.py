@@ -111,8 +111,9 @@ def run(args: argparse.Namespace) -> int:
         picked = None
         if rule is not None:
             plan, picked = by_rule()
-            print(_picked_line(rule, picked), file=out_stream)
         cluster = _join_cluster(args.address, plan, store) if args.executor == "ray" and runs else None
+        if rule is not None:
+            print(_picked_line(rule, picked), file=out_stream)
         print(describe_plan(plan, store), file=out_stream)
         if args.dry_run:
             return 0
