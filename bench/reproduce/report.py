@@ -92,7 +92,8 @@ def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> 
     if training:
         fmt = lambda v: "-" if v is None else f"{v:.3f}"
         table += "\n\nTraining (means over each run's iterations; success over the first and last " \
-                 f"{WINDOW} iterations' rollouts):\n\n" + tabulate(
+                 f"{WINDOW} iterations' rollouts: under the group stop rule a group ends at its first success, so " \
+                 "a group that succeeds counts about 1 of its N):\n\n" + tabulate(
                      [[r["task"], r["method"], r["setting"], r["seed"], r["iterations"],
                        f"{fmt(r['train_success_first'])} -> {fmt(r['train_success_last'])}",
                        *(fmt(r[name]) for name in TRAINING_METRICS)] for r in training],
