@@ -14,6 +14,9 @@
 # tasks of the landed RL table (picked when a 10-epoch SFT left them at 14-66 %) no longer leave RL room to improve;
 # there they test only that RL keeps a strong policy (the task-8 collapse). Comparisons that can go either way run
 # where SFT leaves room: LIBERO-10's three tasks nearest 50 % and Object task 3 (78 %, `TASKS=auto:1`).
+# Parts that finish in a few hours come first (the issue-22 table, LIBERO-10's SFT, the sweeps) and the 9-hour
+# LIBERO-10 RL after them: the job runs only while a session does (about 3 h), so each session should end on a part
+# that can be published.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STORE=${STORE:-results/reproduce}
@@ -30,17 +33,19 @@ main() {
     #     runs to its own end) and rollouts at T = 0.5 (sampling closer to the greedy policy that is evaluated).
     run SUITE=object METHODS=tgrpo,grpo TASKS=1 SEEDS=0 SETTINGS="stop_rule=independent;temperature=0.5" \
         REPORT=object_t1_variants
-    # 1. LIBERO-10, the small profile's defaults, seed 0 first (~9 h): demonstrations, SFT and its evaluation on all 10
-    #    tasks, then TGRPO and GRPO on the three tasks whose SFT success is nearest 50 % (TASKS=auto, a rule fixed
-    #    before any RL run).
-    run SUITE=long SEEDS=0 REPORT=long
     # Issue 22 on the Object task with room (auto:1): DPO, GRAPE and PPO beside SFT, TGRPO and GRPO, seed 0 (~3 h).
     run SUITE=object METHODS=tgrpo,grpo,dpo,grape,ppo TASKS=auto:1 SEEDS=0 REPORT=object_baselines
+    # 1a. LIBERO-10's demonstrations, SFT and its evaluation on all 10 tasks x 50 official states (~4 h), published on
+    #     their own: the RL tasks of the line after the sweeps are picked from these evaluations.
+    run SUITE=long METHODS=sft REPORT=long_sft
     # 2. The paper's sweeps on the same task, seed 0 (~4.5 h; the defaults a1=0.3 and N=4 are the stage above).
     run SUITE=object METHODS=tgrpo TASKS=auto:1 SEEDS=0 REPORT=object_sweep_a1 \
         SETTINGS="a1=0.1,a2=0.9;a1=0.3,a2=0.7;a1=0.5,a2=0.5;a1=0.7,a2=0.3;a1=0.9,a2=0.1"
     run SUITE=object METHODS=tgrpo TASKS=auto:1 SEEDS=0 REPORT=object_sweep_n \
         SETTINGS="group_size=2;group_size=4;group_size=6;group_size=8"
+    # 1b. LIBERO-10 RL, seed 0 (~9 h: 520-step groups, about 1.5 h a stage here): TGRPO and GRPO on the three tasks
+    #     whose SFT success is nearest 50 % (TASKS=auto, a rule fixed before any RL run).
+    run SUITE=long SEEDS=0 REPORT=long
     # Second seeds (~9 h): LIBERO-10 (the small default, seeds 0 and 1) and the issue-22 table.
     run SUITE=long REPORT=long
     run SUITE=object METHODS=tgrpo,grpo,dpo,grape,ppo TASKS=auto:1 SEEDS=0,1 REPORT=object_baselines
@@ -57,4 +62,4 @@ main() {
     run SUITE=object METHODS=tgrpo,grpo TASKS=1,6,8 SEEDS=0,1 REPORT=object_t1_6_8
 }
 
-main
+main; exit  # one line, read whole: text appended while it runs is never executed
