@@ -40,6 +40,9 @@ main() {
         REPORT=object_t1_variants
     # Issue 22 on the Object task with room (auto:1): DPO, GRAPE and PPO beside SFT, TGRPO and GRPO, seed 0 (~3 h).
     run SUITE=object METHODS=tgrpo,grpo,dpo,grape,ppo TASKS=auto:1 SEEDS=0 REPORT=object_baselines
+    # 0d. The learning rate where SFT leaves room (~0.5 h): with the task-1 variants it decides whether the small
+    #     profile keeps lr 1e-4 (T2) for the parts below.
+    run SUITE=object METHODS=tgrpo,grpo TASKS=auto:1 SEEDS=0 SETTINGS="lr=1e-5" REPORT=object_t3_lr
     # 1a. LIBERO-10's demonstrations, SFT and its evaluation on all 10 tasks x 50 official states (~4 h), published on
     #     their own: the RL tasks of the line after the sweeps are picked from these evaluations.
     run SUITE=long METHODS=sft REPORT=long_sft
