@@ -62,14 +62,16 @@ main() {
     # 0b. More than one update per rollout, so the clip can act (clip fraction in the report's training table), on the
     #     landed tasks, seed 0 (~1.5 h).
     run SUITE=object METHODS=tgrpo TASKS=1,6,8 SETTINGS="epochs=2" REPORT=object_t1_6_8_epochs2
+    # 0. The landed tasks' second seed (~3 h).
+    run SUITE=object METHODS=tgrpo,grpo TASKS=1,6,8 SEEDS=0,1 REPORT=object_t1_6_8
     # 3. The task-8 reading (docs/training.md: under the group stop rule the trajectory advantage rewards the fastest
     #    success, an earlier and higher grasp, while the step advantage pulls the grasp down to the object). Two
     #    variants it predicts will not collapse, seeds 0 and 1 (~2 h): the independent stop rule (no reward for being
-    #    first), and the step advantage weighted 0.9 (a1=0.9, a2=0.1).
+    #    first), and the step advantage weighted 0.9 (a1=0.9, a2=0.1). Last, because under the harness's SFT (task 8
+    #    at 50/50) TGRPO seed 0 did not collapse (50/50 after RL): the reading can be tested only where the default
+    #    collapses, which the second seed above checks first.
     run SUITE=object METHODS=tgrpo TASKS=8 SEEDS=0,1 SETTINGS="stop_rule=independent;a1=0.9,a2=0.1" \
         REPORT=object_t8_reading
-    # 0. The landed tasks' second seed (~3 h).
-    run SUITE=object METHODS=tgrpo,grpo TASKS=1,6,8 SEEDS=0,1 REPORT=object_t1_6_8
 }
 
 main; exit  # one line, read whole: text appended while it runs is never executed
