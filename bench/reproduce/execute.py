@@ -7,10 +7,14 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from bench.reproduce import store as store_module
 from bench.reproduce.stages import run_stage
 from bench.reproduce.store import RunStore, Stage, StageBusy
 from tgrpo.provenance import provenance
@@ -104,7 +108,8 @@ def _run_claimed(stage: Stage, store: RunStore, runner, progress: bool, where: d
     directory = store.begin(stage, provenance(stage=stage.kind, config=stage.config), attempts)
     t0 = time.monotonic()
     try:
-        result = runner(stage, directory, {s.kind: store.path(s) for s in stage.inputs}, progress)
+        with _heartbeat(stage, store, t0):
+            result = runner(stage, directory, {s.kind: store.path(s) for s in stage.inputs}, progress)
     except KeyboardInterrupt:
         raise
     except Exception as err:  # noqa: BLE001 (a stage's failure is recorded, the independent rest goes on)
@@ -114,6 +119,25 @@ def _run_claimed(stage: Stage, store: RunStore, runner, progress: bool, where: d
         return error
     store.finish(stage, result, time.monotonic() - t0)
     return None
+
+
+@contextmanager
+def _heartbeat(stage: Stage, store: RunStore, t0: float) -> Iterator[None]:
+    """Beat every `store.BEAT_S` seconds while the stage runs (a daemon thread), so that an attempt killed with the
+    session still counts in the stage's wall clock (`RunStore.spent_before`)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(store_module.BEAT_S):
+            store.beat(stage, time.monotonic() - t0)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{stage.name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def execute(plan: list[Stage], store: RunStore, progress: bool = True, runner=run_stage, jobs: int = 1) -> Outcome:

@@ -68,12 +68,15 @@ def unfinished(plan: list[Stage], store: RunStore) -> list[str]:
 
 
 def stage_time(plan: list[Stage], store: RunStore) -> dict[str, float]:
-    """Hours of wall clock per stage kind over the plan's finished stages (each stage's last attempt, from its record;
-    an attempt that was killed left no end time): what this part of a reproduction cost."""
+    """Hours of wall clock per stage kind over the plan's finished stages, every attempt counted (a killed one up to
+    its last heartbeat, `RunStore.spent_before`; records written before heartbeats count their last attempt only):
+    what this part of a reproduction cost."""
     hours: dict[str, float] = {}
     for stage in plan:
         if store.is_done(stage):
-            hours[stage.kind] = hours.get(stage.kind, 0.0) + store.record(stage)["wall_s"] / 3600
+            record = store.record(stage)
+            seconds = record["wall_s"] + record.get("earlier_wall_s", 0.0)
+            hours[stage.kind] = hours.get(stage.kind, 0.0) + seconds / 3600
     return {kind: round(h, 2) for kind, h in hours.items()}
 
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from pathlib import Path
 from tgrpo.provenance import REPO_ROOT
 
 STATUSES = ("running", "done", "failed")
+HEARTBEAT = "heartbeat.json"  # the running attempt's last sign of life, every `BEAT_S` seconds
+BEAT_S = 30.0
 
 
 class StoreError(ValueError):
@@ -123,12 +126,45 @@ class RunStore:
             yield
 
     def begin(self, stage: Stage, provenance: dict, attempts: list[dict] | None = None) -> Path:
-        """Mark the stage running; `attempts` (where each run of it in this directory started) go into the record."""
+        """Mark the stage running; `attempts` (where each run of it in this directory started) go into the record,
+        and so does the wall clock of the earlier attempts (`earlier_wall_s`, `spent_before`)."""
         directory = self.path(stage)
         directory.mkdir(parents=True, exist_ok=True)
-        self._write(stage, {"status": "running", "started_utc": _now(), "provenance": provenance,
+        earlier = self.spent_before(stage)
+        self._write(stage, {"status": "running", "started_utc": _now(), "attempt_id": uuid.uuid4().hex,
+                            "provenance": provenance, "earlier_wall_s": earlier,
                             **({"attempts": attempts} if attempts is not None else {})})
         return directory
+
+    def spent_before(self, stage: Stage) -> float:
+        """Seconds of wall clock the stage's earlier attempts in this directory spent: a failed one's recorded time,
+        a killed one's last heartbeat (`beat`; up to one beat interval short), and what they had counted before."""
+        try:
+            record = self.record(stage)
+        except StoreError:
+            return 0.0
+        if record is None:
+            return 0.0
+        spent = float(record.get("earlier_wall_s", 0.0))
+        if record["status"] == "failed":
+            return round(spent + float(record.get("wall_s", 0.0)), 1)
+        try:
+            beat = json.loads((self.path(stage) / HEARTBEAT).read_text())
+        except (OSError, ValueError):
+            return round(spent, 1)
+        if isinstance(beat, dict) and beat.get("attempt_id") == record.get("attempt_id"):
+            spent += float(beat.get("wall_s", 0.0))
+        return round(spent, 1)
+
+    def beat(self, stage: Stage, wall_s: float) -> None:
+        """Record that the running attempt is alive after `wall_s` seconds (atomic): a killed attempt leaves no end
+        time, and its last beat is what `spent_before` counts of it."""
+        record = self.record(stage) or {}
+        file = self.path(stage) / HEARTBEAT
+        tmp = file.with_name(HEARTBEAT + ".tmp")
+        tmp.write_text(json.dumps({"attempt_id": record.get("attempt_id"), "wall_s": round(wall_s, 1),
+                                   "seen_utc": _now()}))
+        os.replace(tmp, file)
 
     def add_attempt(self, stage: Stage, where: dict) -> list[dict]:
         """Append one attempt (`where`: the host or cluster node running it) to the stage's `attempts.jsonl`, which

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import pytest
@@ -14,6 +15,7 @@ from bench.reproduce import plan as plan_module
 from bench.reproduce import store as store_module
 from bench.reproduce.execute import execute
 from bench.reproduce.plan import build_plan
+from bench.reproduce.report import stage_time
 from bench.reproduce.store import RunStore, Stage, StoreError
 
 CLI = [sys.executable, "-m", "bench.cli", "reproduce"]
@@ -112,6 +114,35 @@ print(json.dumps([store.record(stage)["attempts"], os.getpid(), "ray" in sys.mod
     attempts, pid, imported = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                                         check=True).stdout)
     assert [(a["executor"], a["pid"]) for a in attempts] == [("local", pid)] * 2 and not imported
+
+
+def test_every_attempt_counts_in_the_stage_wall_clock(tmp_path, monkeypatch):
+    """A killed attempt (its record left running) counts up to its last heartbeat, a failed one its recorded time,
+    and the report's stage hours add them to the finishing attempt's."""
+    monkeypatch.setattr(store_module, "BEAT_S", 0.02)
+    store, stage = RunStore(tmp_path), Stage("demos", "a", {})
+
+    def killed(s, d, i, p):
+        time.sleep(0.3)
+        raise KeyboardInterrupt  # as a session's end: no end time recorded
+
+    def failed(s, d, i, p):
+        time.sleep(0.2)
+        raise RuntimeError("no")
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        execute([stage], store, progress=False, runner=killed)
+    assert store.record(stage)["status"] == "running"
+    execute([stage], store, progress=False, runner=failed)
+    assert store.record(stage)["earlier_wall_s"] >= 0.2  # the killed attempt's beats (every 0.02 s of its 0.3 s)
+    execute([stage], store, progress=False, runner=lambda s, d, i, p: {})
+    elapsed = time.monotonic() - t0
+    record = store.record(stage)
+    assert record["status"] == "done" and len(record["attempts"]) == 3
+    assert 0.4 <= record["earlier_wall_s"] <= elapsed + 0.1  # 0.3 s killed (to a beat) + 0.2 s failed; rounded to 0.1
+    store._write(stage, {**record, "wall_s": 1800.0, "earlier_wall_s": 5400.0})  # hand-made: 0.5 h + 1.5 h
+    assert stage_time([stage], store) == {"demos": 2.0}
 
 
 def test_a_stage_another_process_runs_is_left_alone_and_its_dependents_wait(tmp_path):
