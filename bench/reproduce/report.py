@@ -103,8 +103,8 @@ def write_report(plan: list[Stage], store: RunStore, out: Path, block: dict) -> 
                      headers=["task", "method", "setting", "seed", "iterations", "train success",
                               *TRAINING_METRICS], tablefmt="github")
     spend = stage_time(plan, store)
-    table += ("\n\nWall clock of the finished stages' last attempts (on the machine of the provenance block; time "
-              "lost to interrupted attempts is not counted): "
+    table += ("\n\nWall clock of the finished stages, every attempt (on the machine of the provenance block; an "
+              "interrupted attempt up to its last heartbeat, none before the heartbeat existed): "
               + ", ".join(f"{kind} {h:.2f} h" for kind, h in spend.items()) + f"; {sum(spend.values()):.2f} h in all")
     if missing:
         table += (f"\n\nUnfinished: {len(missing)} of {sum(s.kind in ('eval', 'rl') for s in plan)} evaluation and RL "
